@@ -1,0 +1,1 @@
+"""camera part of amg_model."""

@@ -1,0 +1,1 @@
+"""render part of amg_model."""

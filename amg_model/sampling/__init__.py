@@ -1,0 +1,1 @@
+"""sampling part of amg_model."""

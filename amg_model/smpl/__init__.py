@@ -1,0 +1,1 @@
+"""smpl part of amg_model."""

@@ -1,0 +1,1 @@
+"""formats part of amg_model."""
