@@ -14,12 +14,14 @@ _EXPORTS = {
     "MotionError": "amg_model.errors",
     "CameraError": "amg_model.errors",
     "RenderError": "amg_model.errors",
+    "SamplingError": "amg_model.errors",
     # model
     "load_unet": "amg_model.model.checkpoint",
     "load_text_encoder": "amg_model.model.text",
     "load_vae": "amg_model.model.vae",
     # sampling
     "sample_video": "amg_model.sampling.sample",
+    "ddim_timesteps": "amg_model.sampling.schedule",
     # smpl
     "Person": "amg_model.smpl.motion",
     "Motion": "amg_model.smpl.motion",

@@ -27,3 +27,7 @@ class CameraError(AMGError):
 
 class RenderError(AMGError):
     """A render request cannot be carried out."""
+
+
+class SamplingError(AMGError):
+    """A sampling request (steps, guidance, latents, windows) cannot be carried out."""
