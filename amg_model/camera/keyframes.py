@@ -200,8 +200,8 @@ def camera_from_keyframes(
         raise CameraError(f"{_SRC}: frames is {total!r}; use an integer >= 1.")
     if times[-1] >= total:
         raise CameraError(f"{_SRC}: keyframe at frame {times[-1]} is beyond the {total} frames; add frames.")
-    width = int(width if width is not None else desc.get("width", 512))
-    height = int(height if height is not None else desc.get("height", 512))
+    width = int(width if width is not None else _number(desc.get("width", 512), "width"))
+    height = int(height if height is not None else _number(desc.get("height", 512), "height"))
 
     kt = torch.tensor(times, dtype=torch.float64)
     kp = torch.stack(positions)
