@@ -46,6 +46,18 @@ def _as_frames(x: torch.Tensor | Sequence[float], frames: int | None, name: str)
     return t
 
 
+def _broadcast_points(eye: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring [F1, 3] and [F2, 3] points to one frame count (one of them may have a single frame)."""
+    target = target.to(eye)
+    f1, f2 = eye.shape[0], target.shape[0]
+    if f1 != f2 and 1 not in (f1, f2):
+        raise CameraError(
+            f"eye has {f1} frames and target {f2}; give one point or the same number of frames."
+        )
+    f = max(f1, f2)
+    return eye.expand(f, 3), target.expand(f, 3)
+
+
 def look_at_rotation(
     eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor | Sequence[float] = WORLD_UP
 ) -> torch.Tensor:
@@ -104,10 +116,7 @@ def look_at(
     Returns:
         [F, 4, 4] w2c.
     """
-    eye_t = _as_frames(eye, None, "eye")
-    target_t = _as_frames(target, None, "target").to(eye_t)
-    f = max(eye_t.shape[0], target_t.shape[0])
-    eye_t, target_t = eye_t.expand(f, 3), target_t.expand(f, 3)
+    eye_t, target_t = _broadcast_points(_as_frames(eye, None, "eye"), _as_frames(target, None, "target"))
     return w2c_from_pose(look_at_rotation(eye_t, target_t, up), eye_t)
 
 
@@ -180,10 +189,9 @@ class Camera:
             up: world up direction (appears up in the image), default +y.
             frames: frame count when both points are single [3] points (default 1).
         """
-        eye_t = _as_frames(eye, frames, "eye")
-        target_t = _as_frames(target, frames, "target").to(eye_t)
-        f = max(eye_t.shape[0], target_t.shape[0])
-        eye_t, target_t = eye_t.expand(f, 3), target_t.expand(f, 3)
+        eye_t, target_t = _broadcast_points(
+            _as_frames(eye, frames, "eye"), _as_frames(target, frames, "target")
+        )
         cam = cls.from_pose(look_at_rotation(eye_t, target_t, up), eye_t, fov_deg, width, height)
         cam.validate("look-at camera")
         return cam

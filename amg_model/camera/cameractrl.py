@@ -23,7 +23,10 @@ axes follow the first camera, so world y points down and z forward (``world="y_d
 default). Ours is y-up with the subject facing +z; ``y_down`` converts by rotating the world
 180 degrees about x (y -> -y, z -> -z). RealEstate10K translations have no metric scale: ``scale``
 multiplies them on reading (and divides on writing). To place such a trajectory in front of a
-subject, anchor its first frame with ``compose.anchor_camera``.
+subject, anchor its first frame with ``compose.anchor_camera``. CameraCtrl models condition on
+poses relative to the first frame, which no rigid change of world alters: ``world`` and
+anchoring matter for where the avatars appear, not for what a CameraCtrl model sees (``scale``
+does change it).
 """
 
 from __future__ import annotations

@@ -62,3 +62,11 @@ def test_slice_and_to():
     assert cam.to(dtype=torch.float64).w2c.dtype == torch.float64
     with pytest.raises(CameraError):
         cam.slice([7])
+
+
+def test_from_look_at_frame_counts():
+    eye = torch.tensor([[0.0, 1.0, 3.0], [0.5, 1.0, 3.0]])
+    assert Camera.from_look_at(eye, [0.0, 1.0, 0.0]).num_frames == 2
+    assert Camera.from_look_at([0.0, 1.0, 3.0], [0.0, 1.0, 0.0], frames=4).num_frames == 4
+    with pytest.raises(CameraError, match="same number of frames"):
+        Camera.from_look_at(eye, torch.zeros(3, 3))

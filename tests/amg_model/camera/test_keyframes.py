@@ -107,3 +107,16 @@ def test_nan_in_json_text_is_refused():
     text = '{"keyframes": [{"frame": 0, "position": [0, NaN, 3], "look_at": [0, 1, 0]}]}'
     with pytest.raises(CameraError, match="finite"):
         camera_from_keyframes(text)
+
+
+def test_module_docstring_example_parses():
+    import re
+
+    from amg_model.camera import keyframes
+
+    block = keyframes.__doc__.split("Schema (a dict, or the same as a JSON string)::")[1].split(
+        "Keyframe keys:"
+    )[0]
+    text = re.sub(r"\s{2,}(optional:[^\n]*|or \"[^\n]*)", "", block)
+    cam = camera_from_keyframes(text)
+    assert cam.num_frames == 48 and math.isclose(float(cam.fov_deg()[47]), 35.0, abs_tol=1e-4)
