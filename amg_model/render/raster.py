@@ -1,0 +1,415 @@
+"""Batched z-buffer triangle rasteriser in plain PyTorch (the same code on CPU and CUDA).
+
+All frames of a chunk and all persons share one z-buffer, so occlusion between persons is exact.
+The pipeline per chunk of frames:
+
+1. project every triangle of every frame into a supersampled image (s x the camera size);
+2. cut each triangle's pixel bounding box into blocks of a few fixed sizes (1..16 pixels a side;
+   larger boxes are tiled with 16 x 16 blocks) and evaluate, for all blocks of one size at once,
+   the three edge distances and the inverse depth with one matrix product;
+3. pack (inverse depth, face index) into one int64 per covered pixel and keep the nearest with
+   ``scatter_reduce(amax)``: the z-buffer;
+4. resolve the visible face of every covered pixel: perspective-correct barycentrics, colour,
+   smooth normal, depth and person, then lighting;
+5. average-pool s x s down to the camera size: soft edges, fractional coverage masks.
+
+Conventions: pixel centres sit at integer + 0.5 (as ``Camera.project``); both sides of every
+triangle are drawn. Triangles with a vertex closer than ``near`` to the camera plane (behind the
+camera or crossing the near plane) are dropped, not clipped; degenerate triangles are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from amg_model.camera.camera import Camera
+from amg_model.errors import RenderError
+from amg_model.render.shading import DEFAULT_LIGHTING, Lighting, shade, vertex_normals
+
+log = logging.getLogger(__name__)
+
+MAX_SIZE = 4096
+# Block edge lengths for small bounding boxes; larger boxes are tiled with BLOCK_MAX blocks.
+_BLOCK_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)
+_BLOCK_MAX = _BLOCK_SIZES[-1]
+# Coverage tolerance in (supersampled) pixels: pixel centres on a shared edge go to both
+# triangles, so rounding never opens cracks; the z-buffer picks one.
+_EDGE_EPS = 1e-4
+# Fragments evaluated per pass; bounds the temporary memory of step 2 (about 40 bytes each).
+_MAX_FRAGMENTS = 1 << 22
+
+
+@dataclass
+class RenderOutput:
+    """The result of a render.
+
+    Attributes:
+        image: [F, H, W, 3] lit colours in 0..1 on pure black (anti-aliased edges).
+        person_masks: [F, P, H, W] per-person visible coverage in 0..1 (occluded parts excluded).
+        mask: [F, H, W] union coverage in 0..1.
+        depth: [F, H, W] camera z in metres (coverage-weighted mean over the supersamples);
+            0 where nothing is drawn.
+        normals: [F, H, W, 3] unit normals in the camera frame (OpenCV: x right, y down,
+            z forward), turned to face the camera (their z is <= 0); 0 where nothing is drawn.
+    """
+
+    image: torch.Tensor
+    person_masks: torch.Tensor
+    mask: torch.Tensor
+    depth: torch.Tensor
+    normals: torch.Tensor
+
+
+def render_meshes(
+    vertices: Sequence[torch.Tensor],
+    faces: Sequence[torch.Tensor],
+    vertex_colors: Sequence[torch.Tensor],
+    camera: Camera,
+    supersample: int = 2,
+    chunk_frames: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    uv: Sequence[torch.Tensor | None] | None = None,
+    texture: Sequence[torch.Tensor | None] | None = None,
+    lighting: Lighting | None = DEFAULT_LIGHTING,
+    near: float = 0.01,
+    cull_backfaces: bool = False,
+    memory_budget_mb: int = 1024,
+) -> RenderOutput:
+    """Render P triangle meshes over F frames with one z-buffer.
+
+    Args:
+        vertices: P tensors [F, V_i, 3], world positions in metres (the device of the first one
+            is the device of the render).
+        faces: P tensors [T_i, 3] of vertex indices (long); either winding.
+        vertex_colors: P tensors [V_i, 3] or [F, V_i, 3], albedo in 0..1.
+        camera: F frames of intrinsics and extrinsics; its width and height are the output size.
+        supersample: s, the render happens at s x the size and is averaged down (1 = no
+            anti-aliasing).
+        chunk_frames: frames per pass; None picks it from ``memory_budget_mb``.
+        progress: called as progress(frames_done, frames_total) after every chunk.
+        uv: optional P entries of [V_i, 2] texture coordinates (u right, v down, 0..1) or None.
+        texture: optional P entries of [Ht, Wt, 3] images in 0..1 or None; a person with both uv
+            and a texture takes its albedo from the texture instead of ``vertex_colors``.
+        lighting: the light set-up, or None for unlit albedo.
+        near: triangles with a vertex at camera z < near (metres) are dropped.
+        cull_backfaces: skip triangles seen from behind (faces wound counter-clockwise seen from
+            outside); only for closed meshes, where it halves the work without changing the image.
+        memory_budget_mb: the working memory one chunk may use, about.
+
+    Returns:
+        RenderOutput with image, person_masks, mask, depth and normals at camera size.
+    """
+    meshes = _prepare_meshes(vertices, faces, vertex_colors, camera, supersample, uv, texture)
+    verts, tris, colors, face_person, uvs, textures = meshes
+    device = verts.device
+    n_frames, n_persons = verts.shape[0], len(vertices)
+    width, height, s = camera.width, camera.height, supersample
+    cam = _camera_to(camera, device)
+
+    per_frame = (height * s + _BLOCK_MAX) * (width * s + _BLOCK_MAX) * 8 + height * width * s * s * 72
+    per_frame += verts.shape[1] * 64 + tris.shape[0] * 96
+    if chunk_frames is None:
+        chunk_frames = max(1, min(n_frames, memory_budget_mb * 2**20 // per_frame))
+    if chunk_frames < 1:
+        raise RenderError(f"chunk_frames is {chunk_frames}; it must be at least 1.")
+
+    out = RenderOutput(
+        image=torch.zeros(n_frames, height, width, 3, device=device),
+        person_masks=torch.zeros(n_frames, n_persons, height, width, device=device),
+        mask=torch.zeros(n_frames, height, width, device=device),
+        depth=torch.zeros(n_frames, height, width, device=device),
+        normals=torch.zeros(n_frames, height, width, 3, device=device),
+    )
+    for f0 in range(0, n_frames, chunk_frames):
+        f1 = min(n_frames, f0 + chunk_frames)
+        frames = slice(f0, f1)
+        chunk_colors = colors[frames] if colors.shape[0] > 1 else colors
+        _render_chunk(
+            verts[frames], tris, chunk_colors, face_person, n_persons, uvs, textures,
+            cam, frames, s, lighting, near, cull_backfaces, out,
+        )  # fmt: skip
+        if progress is not None:
+            progress(f1, n_frames)
+    return out
+
+
+def _prepare_meshes(vertices, faces, vertex_colors, camera, supersample, uv, texture):
+    """Validate the inputs and concatenate the persons' meshes into one (face -> person id)."""
+    if not isinstance(supersample, int) or not 1 <= supersample <= 8:
+        raise RenderError(f"supersample is {supersample!r}; use an integer from 1 to 8.")
+    if not 0 < camera.width <= MAX_SIZE or not 0 < camera.height <= MAX_SIZE:
+        raise RenderError(
+            f"Image size {camera.width}x{camera.height} is out of range; use 1 to {MAX_SIZE} pixels a side."
+        )
+    n = len(vertices)
+    if n == 0:
+        raise RenderError("Nothing to render: the list of meshes is empty.")
+    if len(faces) != n or len(vertex_colors) != n:
+        raise RenderError(
+            f"Got {n} vertex sets, {len(faces)} face sets and {len(vertex_colors)} colour sets; "
+            "give one of each per person."
+        )
+    uv = list(uv) if uv is not None else [None] * n
+    texture = list(texture) if texture is not None else [None] * n
+    if len(uv) != n or len(texture) != n:
+        raise RenderError(f"uv and texture need one entry (or None) per person; there are {n} persons.")
+    n_frames = camera.num_frames
+    device = vertices[0].device
+    all_v, all_f, all_c, all_p, all_uv, textures = [], [], [], [], [], []
+    offset = 0
+    for i, (v, f, c) in enumerate(zip(vertices, faces, vertex_colors, strict=True)):
+        if v.ndim != 3 or v.shape[-1] != 3:
+            raise RenderError(f"Mesh {i}: vertices have shape {tuple(v.shape)}; expected [F, V, 3].")
+        if v.shape[0] != n_frames:
+            raise RenderError(
+                f"Mesh {i} has {v.shape[0]} frames but the camera has {n_frames}; give both the same count."
+            )
+        if not torch.isfinite(v).all():
+            raise RenderError(f"Mesh {i}: vertices contain NaN or infinite values.")
+        if f.ndim != 2 or f.shape[-1] != 3:
+            raise RenderError(f"Mesh {i}: faces have shape {tuple(f.shape)}; expected [T, 3].")
+        if f.numel() and (int(f.min()) < 0 or int(f.max()) >= v.shape[1]):
+            raise RenderError(f"Mesh {i}: face indices fall outside its {v.shape[1]} vertices.")
+        bad_frames = c.ndim == 3 and c.shape[0] != n_frames
+        if c.ndim not in (2, 3) or c.shape[-2:] != (v.shape[1], 3) or bad_frames:
+            raise RenderError(
+                f"Mesh {i}: colours have shape {tuple(c.shape)}; expected [{v.shape[1]}, 3] "
+                f"or [{n_frames}, {v.shape[1]}, 3]."
+            )
+        c = c.to(device=device, dtype=torch.float32)
+        all_c.append(c if c.ndim == 3 else c[None])
+        all_v.append(v.to(device=device, dtype=torch.float32))
+        all_f.append(f.to(device=device, dtype=torch.long) + offset)
+        all_p.append(torch.full((f.shape[0],), i, dtype=torch.long, device=device))
+        if (uv[i] is None) != (texture[i] is None):
+            raise RenderError(f"Mesh {i}: give both uv and texture, or neither.")
+        if uv[i] is not None:
+            if tuple(uv[i].shape) != (v.shape[1], 2):
+                raise RenderError(f"Mesh {i}: uv has shape {tuple(uv[i].shape)}; expected [{v.shape[1]}, 2].")
+            if texture[i].ndim != 3 or texture[i].shape[-1] != 3:
+                shape = tuple(texture[i].shape)
+                raise RenderError(f"Mesh {i}: texture has shape {shape}; expected [H, W, 3].")
+            all_uv.append(uv[i].to(device=device, dtype=torch.float32))
+            textures.append(texture[i].to(device=device, dtype=torch.float32).permute(2, 0, 1)[None])
+        else:
+            all_uv.append(torch.zeros(v.shape[1], 2, device=device))
+            textures.append(None)
+        offset += v.shape[1]
+    # Colours: [F, V, 3] only if some person has per-frame colours, else [1, V, 3].
+    if any(c.shape[0] > 1 for c in all_c) and n_frames > 1:
+        all_c = [c.expand(n_frames, -1, -1) for c in all_c]
+    colors = torch.cat(all_c, dim=1)
+    uvs = torch.cat(all_uv) if any(t is not None for t in textures) else None
+    return torch.cat(all_v, 1), torch.cat(all_f), colors, torch.cat(all_p), uvs, textures
+
+
+def _camera_to(camera: Camera, device: torch.device) -> Camera:
+    """The camera's tensors as float32 on ``device``."""
+
+    def conv(t):
+        return t.to(device=device, dtype=torch.float32)
+
+    return Camera(
+        fx=conv(camera.fx), fy=conv(camera.fy), cx=conv(camera.cx), cy=conv(camera.cy),
+        width=camera.width, height=camera.height, w2c=conv(camera.w2c),
+    )  # fmt: skip
+
+
+def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, cam, frames, s, lighting,
+                  near, cull_backfaces, out):  # fmt: skip
+    """Render frames ``frames`` (a slice) of the concatenated mesh into ``out``."""
+    fc, n_verts = verts.shape[0], verts.shape[1]
+    n_tris = tris.shape[0]
+    hs, ws = cam.height * s, cam.width * s
+    rot = cam.w2c[frames, :3, :3]
+    pc = verts @ rot.transpose(1, 2) + cam.w2c[frames, None, :3, 3]  # [Fc, V, 3] camera frame
+    fx, fy = cam.fx[frames, None] * s, cam.fy[frames, None] * s
+    cx, cy = cam.cx[frames, None] * s, cam.cy[frames, None] * s
+    z = pc[..., 2]
+    zs = torch.where(z > near, z, torch.ones_like(z))
+    sx = fx * pc[..., 0] / zs + cx
+    sy = fy * pc[..., 1] / zs + cy
+
+    # Triangles of all frames: corner vertex indices into the flattened [Fc * V] vertex list.
+    frame_of = torch.arange(fc, device=verts.device)
+    tri_v = (tris[None] + frame_of[:, None, None] * n_verts).reshape(-1, 3)  # [N, 3]
+    tx, ty, tz = sx.reshape(-1)[tri_v], sy.reshape(-1)[tri_v], z.reshape(-1)[tri_v]
+    zbuf = _rasterize(tx, ty, tz, frame_of.repeat_interleave(n_tris), fc, hs, ws, near, cull_backfaces)
+    hp, wp = zbuf.shape[1:]
+
+    # Covered supersamples and their nearest face (the key's low 32 bits).
+    pix = (zbuf[:, :hs, :ws] >= 2**32).reshape(-1).nonzero()[:, 0]
+    frame = pix // (hs * ws)
+    rem = pix - frame * (hs * ws)
+    yi = rem // ws
+    xi = rem - yi * ws
+    f = zbuf.view(-1)[frame * (hp * wp) + yi * wp + xi] & 0xFFFFFFFF
+    px, py = xi.float() + 0.5, yi.float() + 0.5
+
+    # Perspective-correct barycentrics: screen-space ones divided by depth, renormalised.
+    corners = torch.stack([tx, ty, tz], 1)[f]  # [M, 3 (x, y, z), 3 corners]
+    x0, x1, x2 = corners[:, 0].unbind(1)
+    y0, y1, y2 = corners[:, 1].unbind(1)
+    area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    l0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+    l1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+    w = torch.stack([l0, l1, area2 - l0 - l1], 1) / (area2[:, None] * corners[:, 2])
+    inv_depth = w.sum(1)
+    bary = w / inv_depth[:, None]
+    depth = 1.0 / inv_depth
+
+    # Per-vertex attributes (camera-frame normal, albedo, uv), interpolated in one gather.
+    attrs = [vertex_normals(pc, tris), colors.expand(fc, -1, -1)]
+    if uvs is not None:
+        attrs.append(uvs.expand(fc, -1, -1))
+    table = torch.cat(attrs, -1).reshape(fc * n_verts, -1)
+    interp = (table[tri_v[f]] * bary[..., None]).sum(1)  # [M, A]
+    normal = F.normalize(interp[:, 0:3], dim=1, eps=1e-12)
+    albedo = interp[:, 3:6]
+    view = torch.stack(
+        [(px - cx[frame, 0]) / fx[frame, 0], (py - cy[frame, 0]) / fy[frame, 0], torch.ones_like(px)], 1
+    )
+    view = F.normalize(view, dim=1)
+    normal = torch.where(((normal * view).sum(1) > 0)[:, None], -normal, normal)
+
+    person = face_person[f % n_tris]
+    if uvs is not None:
+        for p, tex in enumerate(textures):
+            if tex is not None:
+                sel = (person == p).nonzero()[:, 0]
+                grid = (interp[sel, 6:8] * 2 - 1).view(1, 1, -1, 2)
+                sampled = F.grid_sample(tex, grid, padding_mode="border", align_corners=False)
+                albedo[sel] = sampled[0, :, 0].T
+    color = shade(albedo, normal, view, lighting) if lighting is not None else albedo.clamp(0, 1)
+
+    # Box-filter the supersamples down to the camera size: accumulate into the output pixels.
+    h, wd = cam.height, cam.width
+    opix = frame * (h * wd) + (yi // s) * wd + xi // s
+    n_ch = 8 + n_persons
+    vals = torch.zeros(pix.numel(), n_ch, device=verts.device)
+    vals[:, 0:3] = color
+    vals[:, 3:6] = normal
+    vals[:, 6] = depth
+    vals[:, 7] = 1.0
+    vals[torch.arange(pix.numel(), device=verts.device), 8 + person] = 1.0
+    acc = torch.zeros(fc * h * wd, n_ch, device=verts.device).index_add_(0, opix, vals)
+    acc = acc.view(fc, h, wd, n_ch) / (s * s)
+    cover = acc[..., 7]
+    out.image[frames] = acc[..., 0:3]
+    out.normals[frames] = F.normalize(acc[..., 3:6], dim=-1, eps=1e-12)
+    out.depth[frames] = torch.where(cover > 0, acc[..., 6] / cover.clamp(min=1e-12), torch.zeros_like(cover))
+    out.mask[frames] = cover
+    out.person_masks[frames] = acc[..., 8:].permute(0, 3, 1, 2)
+
+
+def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) -> torch.Tensor:
+    """Z-buffer the triangles of several frames.
+
+    Args:
+        tx, ty: [N, 3] screen coordinates of the corners (pixels, centres at integer + 0.5).
+        tz: [N, 3] camera depth of the corners.
+        tri_frame: [N] frame of each triangle.
+        n_frames, hs, ws: the size of the z-buffer.
+        near: triangles with a corner at z < near are dropped.
+        cull_backfaces: drop triangles whose corners run clockwise on screen (x right, y down).
+
+    Returns:
+        [n_frames, hs + pad, ws + pad] int64 z-buffer: per pixel (inverse depth bits << 32) | index
+        (into N) of the nearest triangle; below 2**32 where nothing is drawn. Only the top-left
+        hs x ws part is the image.
+    """
+    device = tx.device
+    pad = _BLOCK_MAX
+    hp, wp = hs + pad, ws + pad
+    # Bounding boxes in pixel indices (a pixel j is covered if its centre j + 0.5 is inside).
+    bx0 = torch.ceil(tx.amin(1) - 0.5).clamp(min=0)
+    bx1 = torch.floor(tx.amax(1) - 0.5).clamp(max=ws - 1)
+    by0 = torch.ceil(ty.amin(1) - 0.5).clamp(min=0)
+    by1 = torch.floor(ty.amax(1) - 0.5).clamp(max=hs - 1)
+    x0, x1, x2 = tx.unbind(1)
+    y0, y1, y2 = ty.unbind(1)
+    area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    keep = (tz.amin(1) >= near) & (area2.abs() > 1e-10) & (bx1 >= bx0) & (by1 >= by0)
+    if cull_backfaces:
+        keep &= area2 < 0  # counter-clockwise in the y-up world is clockwise on the y-down screen
+    idx = keep.nonzero()[:, 0]
+    tx, ty, tz, area2 = tx[idx], ty[idx], tz[idx], area2[idx]
+    bx0, bx1, by0, by1 = bx0[idx], bx1[idx], by0[idx], by1[idx]
+
+    # Plane coefficients in the box's frame: value = A * gx + B * gy + C at the pixel centre
+    # (bx0 + gx + 0.5, by0 + gy + 0.5). Rows 0-2: signed distance (pixels) to each edge, positive
+    # inside whatever the winding; row 3: inverse depth (affine in screen space).
+    sign = torch.sign(area2)
+    ox, oy = bx0 + 0.5, by0 + 0.5
+    rows = []
+    inv_z = torch.zeros(idx.numel(), 3, device=device)
+    for i in range(3):
+        j, k = (i + 1) % 3, (i + 2) % 3
+        a = -(ty[:, k] - ty[:, j])
+        b = tx[:, k] - tx[:, j]
+        c = a * (ox - tx[:, j]) + b * (oy - ty[:, j])
+        length = torch.sqrt(a * a + b * b).clamp(min=1e-12)
+        rows.append(torch.stack([a, b, c], 1) * (sign / length)[:, None])
+        inv_z += torch.stack([a, b, c], 1) / (area2 * tz[:, i])[:, None]
+    coef = torch.stack(rows + [inv_z], 1)  # [n, 4, 3]
+
+    bw = (bx1 - bx0 + 1).long()
+    bh = (by1 - by0 + 1).long()
+    base = tri_frame[idx] * (hp * wp) + by0.long() * wp + bx0.long()
+    face_id = idx
+
+    # Boxes larger than a block are tiled into BLOCK_MAX x BLOCK_MAX blocks.
+    big = (bw > _BLOCK_MAX) | (bh > _BLOCK_MAX)
+    if bool(big.any()):
+        bi = big.nonzero()[:, 0]
+        ntx = (bw[bi] + _BLOCK_MAX - 1) // _BLOCK_MAX
+        nty = (bh[bi] + _BLOCK_MAX - 1) // _BLOCK_MAX
+        counts = ntx * nty
+        owner = bi.repeat_interleave(counts)
+        first = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+        local = torch.arange(owner.numel(), device=device) - first
+        ntx_o = ntx.repeat_interleave(counts)
+        dx = (local % ntx_o) * _BLOCK_MAX
+        dy = (local // ntx_o) * _BLOCK_MAX
+        tile_coef = coef[owner].clone()
+        tile_coef[:, :, 2] += tile_coef[:, :, 0] * dx[:, None] + tile_coef[:, :, 1] * dy[:, None]
+        small = (~big).nonzero()[:, 0]
+        coef = torch.cat([coef[small], tile_coef])
+        base = torch.cat([base[small], base[owner] + dy * wp + dx])
+        face_id = torch.cat([face_id[small], face_id[owner]])
+        bw = torch.cat([bw[small], torch.full_like(owner, _BLOCK_MAX)])
+        bh = torch.cat([bh[small], torch.full_like(owner, _BLOCK_MAX)])
+
+    # Group blocks by size class; evaluate each class with one matrix product.
+    sizes = torch.tensor(_BLOCK_SIZES, device=device)
+    n_sizes = len(_BLOCK_SIZES)
+    cls = torch.searchsorted(sizes, bw) * n_sizes + torch.searchsorted(sizes, bh)
+    order = torch.argsort(cls)
+    counts = torch.bincount(cls, minlength=n_sizes * n_sizes).tolist()
+    zbuf = torch.zeros(n_frames * hp * wp, dtype=torch.long, device=device)
+    start = 0
+    for c, count in enumerate(counts):
+        if count == 0:
+            continue
+        sw, sh = _BLOCK_SIZES[c // n_sizes], _BLOCK_SIZES[c % n_sizes]
+        gy, gx = torch.meshgrid(
+            torch.arange(sh, device=device), torch.arange(sw, device=device), indexing="ij"
+        )
+        gx, gy = gx.reshape(-1), gy.reshape(-1)
+        grid = torch.stack([gx.float(), gy.float(), torch.ones_like(gx, dtype=torch.float32)])  # [3, K]
+        offset = gy * wp + gx  # [K]
+        step = max(1, _MAX_FRAGMENTS // gx.numel())
+        for s0 in range(start, start + count, step):
+            sel = order[s0 : min(start + count, s0 + step)]
+            values = (coef[sel].reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
+            inside = values[:, :3].amin(1) >= -_EDGE_EPS
+            inv_depth = torch.where(inside, values[:, 3], torch.zeros((), device=device))
+            key = inv_depth.view(torch.int32).long().bitwise_left_shift_(32).bitwise_or_(face_id[sel, None])
+            zbuf.scatter_reduce_(0, (base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
+        start += count
+    return zbuf.view(n_frames, hp, wp)

@@ -1,0 +1,79 @@
+"""Shading for avatar renders: smooth vertex normals and a key + ambient + rim lighting model.
+
+Lighting happens in the camera frame (OpenCV: x right, y down, z forward), so a light "near the
+camera" stays near it while the camera moves, like the lights of AMG's training renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """A key light near the camera, ambient light and a soft rim light.
+
+    Attributes:
+        ambient: light reaching every surface, whatever its orientation (0..1).
+        key: strength of the Lambertian key light (0..1).
+        key_direction: (x, y, z) direction from the surface towards the key light, in the camera
+            frame; the default sits slightly above and to the left of the camera.
+        rim: strength of the rim light, which brightens surfaces seen edge-on (0 turns it off).
+        rim_power: how tightly the rim hugs the silhouette (larger is thinner).
+    """
+
+    ambient: float = 0.45
+    key: float = 0.65
+    key_direction: tuple[float, float, float] = (-0.35, -0.45, -1.0)
+    rim: float = 0.2
+    rim_power: float = 3.0
+
+
+DEFAULT_LIGHTING = Lighting()
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Smooth (area-weighted) vertex normals of a triangle mesh.
+
+    Args:
+        vertices: [..., V, 3] vertex positions (any leading batch dimensions, e.g. frames).
+        faces: [T, 3] vertex indices (long).
+
+    Returns:
+        [..., V, 3] unit normals, oriented by the faces' winding (counter-clockwise seen from the
+        normal's side); zero for vertices that no face uses.
+    """
+    v0, v1, v2 = (vertices[..., faces[:, i], :] for i in range(3))
+    face_n = torch.linalg.cross(v1 - v0, v2 - v0)  # length = twice the area: area weighting
+    normals = torch.zeros_like(vertices)
+    for i in range(3):
+        normals.index_add_(-2, faces[:, i], face_n)
+    return torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
+
+
+def shade(
+    colors: torch.Tensor, normals: torch.Tensor, view_dirs: torch.Tensor, lighting: Lighting
+) -> torch.Tensor:
+    """Light surface colours.
+
+    Args:
+        colors: [M, 3] albedo in 0..1.
+        normals: [M, 3] unit normals in the camera frame, facing the camera.
+        view_dirs: [M, 3] unit directions from the camera to the surface points (camera frame).
+        lighting: the light set-up.
+
+    Returns:
+        [M, 3] lit colours in 0..1.
+    """
+    light = torch.tensor(lighting.key_direction, dtype=normals.dtype, device=normals.device)
+    light = light / light.norm()
+    lambert = (normals @ light).clamp(min=0.0)
+    facing = (-(normals * view_dirs).sum(-1)).clamp(0.0, 1.0)
+    intensity = lighting.ambient + lighting.key * lambert
+    out = colors * intensity[:, None]
+    if lighting.rim > 0:
+        rim = lighting.rim * (1.0 - facing) ** lighting.rim_power
+        out = out + rim[:, None] * (0.5 + 0.5 * colors)
+    return out.clamp(0.0, 1.0)

@@ -1,0 +1,169 @@
+"""Rasteriser tests against analytic ground truth (tiny images, CPU)."""
+
+import math
+
+import pytest
+import torch
+
+from amg_model.camera.camera import Camera
+from amg_model.errors import RenderError
+from amg_model.render.primitives import box_mesh, plane_mesh, sphere_mesh
+from amg_model.render.raster import render_meshes
+
+
+def pinhole(frames: int = 1, size: int = 48, focal: float = 40.0) -> Camera:
+    """A camera at the world origin looking along +z (identity extrinsics)."""
+    full = torch.full((frames,), focal)
+    centre = torch.full((frames,), size / 2.0)
+    return Camera(full, full.clone(), centre, centre.clone(), size, size, torch.eye(4).repeat(frames, 1, 1))
+
+
+def at(vertices: torch.Tensor, offset, frames: int = 1) -> torch.Tensor:
+    return (vertices + torch.tensor(offset, dtype=torch.float32))[None].repeat(frames, 1, 1)
+
+
+def flat(vertices: torch.Tensor, rgb) -> torch.Tensor:
+    return torch.tensor(rgb, dtype=torch.float32).expand(vertices.shape[0], 3)
+
+
+def test_sphere_silhouette_area_matches_projection():
+    radius, dist, focal = 0.5, 3.0, 40.0
+    v, f = sphere_mesh(radius, 32, 64)
+    out = render_meshes([at(v, (0, 0, dist))], [f], [flat(v, (1, 1, 1))], pinhole(focal=focal))
+    # An on-axis sphere projects to a disc of radius f r / sqrt(d^2 - r^2); the tessellated
+    # sphere is inscribed, so allow 1.5 %.
+    expected = math.pi * focal**2 * radius**2 / (dist**2 - radius**2)
+    assert out.mask.sum().item() == pytest.approx(expected, rel=0.015)
+    assert out.mask.max() == 1.0 and out.mask.min() == 0.0
+
+
+def test_cube_face_area_and_plane_depth():
+    dist, focal = 4.0, 40.0
+    v, f = box_mesh((1.0, 1.0, 1.0))
+    cube = ([at(v, (0, 0, dist))], [f], [flat(v, (0.5, 0.5, 0.5))], pinhole(focal=focal))
+    out = render_meshes(*cube, supersample=4)
+    # Head-on, only the front face (side 1 m at distance 3.5 m) is visible; 4 x 4 samples a pixel
+    # quantise the side to 1/4 pixel.
+    side = focal / (dist - 0.5)
+    assert out.mask.sum().item() == pytest.approx(side * side, abs=2 * side * 0.25)
+    centre = out.depth[0, 20:28, 20:28]
+    assert torch.allclose(centre, torch.full_like(centre, dist - 0.5), atol=1e-4)
+    assert out.depth[0, 0, 0] == 0 and out.normals[0, 0, 0].abs().sum() == 0
+    # Smooth normals point back at the camera (-z in the camera frame) mid-face.
+    assert out.normals[0, 24, 24, 2] < -0.99
+
+
+def test_tilted_plane_depth_is_perspective_correct():
+    v, f = plane_mesh(4.0, 1)
+    rot = torch.tensor([[1.0, 0, 0], [0, math.cos(1.0), -math.sin(1.0)], [0, math.sin(1.0), math.cos(1.0)]])
+    verts = at(v @ rot.T, (0, 0, 3.0))
+    cam = pinhole()
+    out = render_meshes([verts], [f], [flat(v, (1, 1, 1))], cam, supersample=1)
+    # Intersect the pixel-centre rays with the plane analytically: n . (t d - p0) = 0.
+    normal, p0 = rot @ torch.tensor([0.0, 0, 1]), torch.tensor([0.0, 0, 3.0])
+    ys, xs = torch.meshgrid(torch.arange(48) + 0.5, torch.arange(48) + 0.5, indexing="ij")
+    rays = torch.stack([(xs - 24) / 40.0, (ys - 24) / 40.0, torch.ones_like(xs)], -1)
+    z = (normal @ p0) / (rays @ normal)
+    inside = out.mask[0] == 1
+    assert inside.sum() > 200
+    assert torch.allclose(out.depth[0][inside], z[inside], rtol=1e-4)
+
+
+def test_occlusion_between_persons():
+    v, f = sphere_mesh(0.5, 12, 24)
+    near, far = at(v, (0.2, 0, 3.0)), at(v, (-0.2, 0, 4.0))
+    cols = [flat(v, (0, 0, 1)), flat(v, (1, 0, 0))]  # far blue, near red
+    out = render_meshes([far, near], [f, f], cols, pinhole(), lighting=None)
+    both = (out.person_masks[0, 0] > 0) & (out.person_masks[0, 1] > 0)
+    # Where both overlap on screen the near (red, person 1) one wins at full coverage.
+    centre = out.image[0, 24, 26]
+    assert centre[0] == pytest.approx(1.0) and centre[2] == 0
+    assert out.person_masks[0, 1, 24, 26] == 1 and out.person_masks[0, 0, 24, 26] == 0
+    assert torch.allclose(out.person_masks.sum(1), out.mask, atol=1e-6)
+    assert both.sum() < 20  # only edge pixels are shared
+    # Swapping the order of the persons changes nothing but the mask order.
+    swapped = render_meshes([near, far], [f, f], cols[::-1], pinhole(), lighting=None)
+    assert torch.allclose(swapped.image, out.image)
+    assert torch.allclose(swapped.person_masks, out.person_masks.flip(1))
+
+
+def test_supersampled_edges_are_fractional():
+    v, f = sphere_mesh(0.5, 16, 32)
+    verts, cols = [at(v, (0, 0, 3.0))], [flat(v, (1, 1, 1))]
+    hard = render_meshes(verts, f[None].unbind(0), cols, pinhole(), supersample=1)
+    soft = render_meshes(verts, [f], cols, pinhole(), supersample=4)
+    assert set(hard.mask.unique().tolist()) == {0.0, 1.0}
+    fractional = ((soft.mask > 0) & (soft.mask < 1)).sum()
+    assert fractional > 20
+    assert soft.mask.sum().item() == pytest.approx(hard.mask.sum().item(), rel=0.05)
+
+
+def test_chunked_equals_unchunked_and_progress():
+    v, f = sphere_mesh(0.5, 8, 16)
+    frames = 5
+    verts = at(v, (0, 0, 3.0), frames) + torch.linspace(-0.5, 0.5, frames)[:, None, None] * torch.tensor(
+        [1.0, 0, 0]
+    )
+    calls = []
+    one = render_meshes([verts], [f], [flat(v, (0.2, 0.8, 0.4))], pinhole(frames), chunk_frames=None)
+    two = render_meshes(
+        [verts], [f], [flat(v, (0.2, 0.8, 0.4))], pinhole(frames), chunk_frames=2,
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    for a, b in zip(vars(one).values(), vars(two).values(), strict=True):
+        assert torch.equal(a, b)
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_backface_culling_keeps_closed_mesh_image():
+    v, f = sphere_mesh(0.5, 12, 24)
+    args = ([at(v, (0, 0.1, 3.0))], [f], [flat(v, (0.9, 0.6, 0.3))], pinhole())
+    assert torch.equal(render_meshes(*args).image, render_meshes(*args, cull_backfaces=True).image)
+
+
+def test_large_triangles_behind_camera_and_degenerate():
+    v, f = plane_mesh(40.0, 1)  # covers the whole view: large triangles are tiled
+    wall = at(v, (0, 0, 5.0))
+    behind = at(v * 0.1, (0, 0, -1.0))
+    crossing = torch.tensor([[[0.0, 0, -1], [0.3, 0, 2], [0, 0.3, 2]]])
+    degenerate = torch.tensor([[[0.0, 0, 2], [0.1, 0, 2], [0.2, 0, 2]]])
+    tri = torch.tensor([[0, 1, 2]])
+    out = render_meshes(
+        [wall, behind, crossing, degenerate], [f, f, tri, tri],
+        [flat(v, (1, 1, 1)), flat(v, (1, 0, 0)), flat(crossing[0], (1, 0, 0)),
+         flat(degenerate[0], (1, 0, 0))], pinhole(), lighting=None,
+    )  # fmt: skip
+    assert out.mask.min() == 1.0
+    assert torch.allclose(out.depth, torch.full_like(out.depth, 5.0), rtol=1e-5)
+    assert out.person_masks[0, 0].min() == 1.0 and out.person_masks[0, 1:].max() == 0
+
+
+def test_per_frame_colours_and_texture():
+    v, f = plane_mesh(1.0, 2)
+    uv = v[:, :2] + 0.5
+    texture = torch.zeros(4, 4, 3)
+    texture[:, :2, 0] = 1.0  # left half red (u < 0.5), right half green
+    texture[:, 2:, 1] = 1.0
+    out = render_meshes(
+        [at(v, (0, 0, 2.0))], [f], [flat(v, (0, 0, 1))], pinhole(), uv=[uv], texture=[texture], lighting=None
+    )
+    assert out.image[0, 24, 16, 0] > 0.9 and out.image[0, 24, 32, 1] > 0.9
+    colours = torch.stack([flat(v, (1, 0, 0)), flat(v, (0, 1, 0))])
+    out = render_meshes([at(v, (0, 0, 2.0), 2)], [f], [colours], pinhole(2), lighting=None)
+    assert out.image[0, 24, 24].tolist() == [1, 0, 0] and out.image[1, 24, 24].tolist() == [0, 1, 0]
+
+
+def test_empty_view_and_errors():
+    v, f = sphere_mesh(0.5, 6, 8)
+    out = render_meshes([at(v, (0, 0, -3.0))], [f], [flat(v, (1, 1, 1))], pinhole())
+    assert out.mask.sum() == 0 and out.image.sum() == 0
+    with pytest.raises(RenderError, match="frames"):
+        render_meshes([at(v, (0, 0, 3.0), 2)], [f], [flat(v, (1, 1, 1))], pinhole(3))
+    with pytest.raises(RenderError, match="NaN"):
+        render_meshes([at(v, (0, 0, 3.0)) * float("nan")], [f], [flat(v, (1, 1, 1))], pinhole())
+    with pytest.raises(RenderError, match="face indices"):
+        render_meshes([at(v, (0, 0, 3.0))], [f + 100], [flat(v, (1, 1, 1))], pinhole())
+    with pytest.raises(RenderError, match="supersample"):
+        render_meshes([at(v, (0, 0, 3.0))], [f], [flat(v, (1, 1, 1))], pinhole(), supersample=0)
+    with pytest.raises(RenderError, match="empty"):
+        render_meshes([], [], [], pinhole())
