@@ -16,6 +16,8 @@ from amg_model.errors import CameraError
 
 WORLD_UP = (0.0, 1.0, 0.0)
 FIT_MODES = ("scale", "crop")
+RIGID_TOLERANCE = 1e-3
+"""Largest deviation of R^T R from the identity that ``validate`` accepts (float16 cameras pass)."""
 
 
 def focal_from_fov(fov_deg: float | torch.Tensor, size_px: float) -> float | torch.Tensor:
@@ -322,3 +324,13 @@ class Camera:
             raise CameraError(f"{source}: the extrinsics contain NaN or infinite values.")
         if (self.fx <= 0).any() or (self.fy <= 0).any():
             raise CameraError(f"{source}: focal lengths must be positive.")
+        r = self.w2c[:, :3, :3].double()
+        eye = torch.eye(3, dtype=r.dtype, device=r.device)
+        bottom = self.w2c[:, 3].double() - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=r.dtype, device=r.device)
+        deviation = max(float((r.transpose(1, 2) @ r - eye).abs().amax()), float(bottom.abs().amax()))
+        rigid = deviation < RIGID_TOLERANCE
+        if not rigid or (torch.linalg.det(r) <= 0).any():
+            raise CameraError(
+                f"{source}: w2c is not a rigid transform (rotation + translation); build it with look_at "
+                "or w2c_from_pose."
+            )

@@ -70,3 +70,14 @@ def test_from_look_at_frame_counts():
     assert Camera.from_look_at([0.0, 1.0, 3.0], [0.0, 1.0, 0.0], frames=4).num_frames == 4
     with pytest.raises(CameraError, match="same number of frames"):
         Camera.from_look_at(eye, torch.zeros(3, 3))
+
+
+def test_validate_rejects_non_rigid_extrinsics():
+    cam = Camera.static(frames=2)
+    cam.w2c[1, :3, :3] *= 2.0
+    with pytest.raises(CameraError, match="not a rigid transform"):
+        cam.validate()
+    mirrored = Camera.static(frames=1)
+    mirrored.w2c[0, 0, :3] *= -1.0
+    with pytest.raises(CameraError, match="not a rigid transform"):
+        mirrored.validate()
