@@ -1,0 +1,89 @@
+"""Command line: ``python -m amg_model convert ...`` and ``python -m amg_model demo ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from amg_model.errors import AMGError
+
+DTYPES = ("fp16", "bf16", "fp32")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``amg_model`` argument parser with its ``convert`` and ``demo`` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m amg_model", description="AMG: avatar-guided video generation."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    conv = sub.add_parser("convert", help="convert the released AMG .pth (LoRA merged) to .safetensors")
+    conv.add_argument("input", help="original checkpoint, e.g. non_ema_0640000.pth")
+    conv.add_argument("output", help="output .safetensors file")
+    conv.add_argument("--dtype", choices=DTYPES, default="fp16", help="output tensor dtype (default fp16)")
+
+    demo = sub.add_parser("demo", help="run the pipeline headless and write an mp4 and a PNG strip")
+    demo.add_argument("--out", default="output/demo", help="output folder (default output/demo)")
+    demo.add_argument("--frames", type=int, default=16, help="frames to generate (above 16: windowed)")
+    demo.add_argument("--size", type=int, default=64, help="frame size in pixels, multiple of 8 (default 64)")
+    demo.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20, as the original)")
+    demo.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same video on any device)")
+    demo.add_argument("--guidance", type=float, default=3.0, help="text guidance scale (default 3.0)")
+    demo.add_argument("--prompt", default=None, help="text prompt")
+    demo.add_argument("--unet", default=None, help="AMG UNet weights (.pth or converted .safetensors)")
+    demo.add_argument("--vae", default=None, help="Stable Diffusion 2.1 VAE weights")
+    demo.add_argument("--text-encoder", default=None, help="OpenCLIP ViT-H-14 weights")
+    demo.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    demo.add_argument(
+        "--reproduce", choices=("change_background",), default=None,
+        help="re-run an original demo from its released latents (see --data)",
+    )
+    demo.add_argument("--data", default=None, help="AMG demo data folder (default ../shared/data/amg-demo)")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from amg_model.model.checkpoint import convert_checkpoint
+
+    convert_checkpoint(args.input, args.output, dtype=args.dtype)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from amg_model import demo
+
+    common = dict(
+        out_dir=args.out, steps=args.steps, seed=args.seed, guidance=args.guidance,
+        unet_path=args.unet, vae_path=args.vae, text_encoder_path=args.text_encoder,
+        device=args.device, progress=not args.no_progress,
+    )
+    if args.reproduce == "change_background":
+        result = demo.reproduce_change_background(data_dir=args.data, **common)
+    else:
+        if args.data:
+            print("note: --data is only used with --reproduce change_background", file=sys.stderr)
+        result = demo.run_demo(
+            frames=args.frames, size=args.size, prompt=args.prompt or demo.DEFAULT_PROMPT, **common
+        )
+    for note in result.notes:
+        print(f"  {note}")
+    print(f"wrote {result.video_path} ({result.frames} frames at {result.fps} fps)")
+    print(f"wrote {result.strip_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status (2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _convert(args) if args.command == "convert" else _demo(args)
+    except AMGError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,90 @@
+"""The command line, run in-process on tiny settings."""
+
+import sys
+import types
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from amg_model import demo
+from amg_model.cli import main
+
+
+def _frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened()
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_demo_writes_video_and_strip(tmp_path, capsys):
+    args = ["--frames", "4", "--size", "32", "--steps", "2", "--no-progress"]
+    rc = main(["demo", "--out", str(tmp_path), *args])
+    assert rc == 0
+    video, strip = tmp_path / "demo.mp4", tmp_path / "demo_strip.png"
+    assert video.is_file() and strip.is_file()
+    assert _frame_count(video) == 4
+    cap = cv2.VideoCapture(str(video))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(8.0)
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 32)
+    cap.release()
+    assert cv2.imread(str(strip)).shape == (64, 128, 3)  # rows: avatar, generated; 4 frames of 32
+    assert "tiny random weights" in capsys.readouterr().out
+
+
+def test_demo_long_clip_uses_windows(tmp_path, monkeypatch):
+    seen = []
+    real = demo._tiny_unet
+
+    def recording_unet(context_dim, device, seed=0):
+        net = real(context_dim, device, seed)
+        return lambda x, t, c: (seen.append(x.shape[2]), net(x, t, c))[1]
+
+    monkeypatch.setattr(demo, "_tiny_unet", recording_unet)
+    result = demo.run_demo(tmp_path, frames=20, size=16, steps=1, progress=False)
+    assert result.frames == 20 and _frame_count(result.video_path) == 20
+    assert seen == [16, 16]
+
+
+def test_render_conditioning_shape_and_range():
+    frames = demo.render_conditioning(3, 32)
+    assert frames.shape == (3, 32, 32, 3) and frames.dtype == torch.float32
+    assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0 and float(frames.max()) > 0.2
+
+
+def test_bad_size_is_reported(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--size", "30"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
+
+
+def test_reproduce_change_background_on_demo_data(tmp_path, monkeypatch, capsys):
+    data = demo.default_data_dir()
+    if not (data / "change_background.safetensors").is_file():
+        pytest.skip(f"demo data not found at {data}")
+
+    # A cheap stand-in: the full tiny UNet is slow at 32x32 latents on a CPU.
+    def toy_unet(context_dim, device, seed=0):
+        return lambda x, t, c: torch.tanh(x[:, :4] + x[:, 4:]) * 0.5
+
+    monkeypatch.setattr(demo, "_tiny_unet", toy_unet)
+    args = ["--reproduce", "change_background", "--steps", "2", "--no-progress"]
+    rc = main(["demo", "--out", str(tmp_path), *args])
+    assert rc == 0
+    video = tmp_path / "forest_trail_autumn.mp4"
+    assert _frame_count(video) == 16
+    out = capsys.readouterr().out
+    assert "ORIGINAL caption" in out and "latent preview" in out
+
+
+def test_convert_calls_library_with_dtype(tmp_path, monkeypatch):
+    calls = []
+    fake = types.ModuleType("amg_model.model.checkpoint")
+    fake.convert_checkpoint = lambda i, o, dtype: calls.append((i, o, dtype))
+    monkeypatch.setitem(sys.modules, "amg_model.model.checkpoint", fake)
+    assert main(["convert", "in.pth", str(tmp_path / "out.safetensors"), "--dtype", "bf16"]) == 0
+    assert calls == [("in.pth", str(tmp_path / "out.safetensors"), "bf16")]
