@@ -139,6 +139,15 @@ def _tiny_unet(context_dim: int, device: torch.device, seed: int = 0) -> torch.n
     return tiny_unet(seed, config).to(device)
 
 
+def _tiny_text_encoder(context_dim: int) -> Callable[[str], torch.Tensor]:
+    """Random-weight OpenCLIP-style text encoder of width ``D`` (a hashed embedding if unavailable)."""
+    try:
+        from amg_model.model.text import tiny_text_encoder
+    except ImportError:
+        return _hash_text_encoder(context_dim)
+    return _adapt_text_encoder(tiny_text_encoder(context_dim))
+
+
 def _hash_text_encoder(context_dim: int) -> Callable[[str], torch.Tensor]:
     """Stand-in text encoder: a fixed pseudo-random ``[1, 77, D]`` embedding per prompt."""
 
@@ -211,25 +220,30 @@ def load_demo_models(
     device = torch.device(device)
     notes: list[str] = []
     real_vae = False
-    if text_encoder_path:
-        from amg_model.model.text import load_text_encoder
-
-        encoder = load_text_encoder(text_encoder_path, device=device)
-        encode_text = _adapt_text_encoder(encoder)
-        dim = REAL_CONTEXT_DIM
-        notes.append(f"text encoder: {text_encoder_path}")
-    else:
-        dim = context_dim or (REAL_CONTEXT_DIM if unet_path else 32)
-        encode_text = _hash_text_encoder(dim)
-        notes.append("text encoder: stand-in (fixed random embedding per prompt; pass --text-encoder)")
+    unet = None
     if unet_path:
         from amg_model.model.checkpoint import load_unet
 
         unet = load_unet(unet_path, device=device)
         notes.append(f"UNet: {unet_path}")
+    if text_encoder_path:
+        from amg_model.model.text import load_text_encoder
+
+        encode_text = _adapt_text_encoder(load_text_encoder(text_encoder_path, device=device))
+        dim = REAL_CONTEXT_DIM
+        notes.append(f"text encoder: {text_encoder_path}")
     else:
+        dim = getattr(unet, "context_dim", None) or context_dim or (REAL_CONTEXT_DIM if unet_path else 32)
+        encode_text = _tiny_text_encoder(dim)
+        notes.append("text encoder: tiny random weights (pass --text-encoder)")
+    if unet is None:
         unet = _tiny_unet(dim, device)
         notes.append("UNet: tiny random weights (output is structured noise; pass --unet for real results)")
+    elif getattr(unet, "context_dim", dim) != dim:
+        raise DemoError(
+            f"{Path(unet_path).name} expects text width {unet.context_dim} but the text encoder gives {dim}; "
+            "use the AMG UNet with the OpenCLIP ViT-H-14 encoder."
+        )
     if vae_path:
         from amg_model.model.vae import load_vae
 
@@ -474,7 +488,8 @@ def reproduce_change_background(
     models = load_demo_models(unet_path, vae_path, text_encoder_path, dev, context_dim=context_dim)
     notes = [n for n in models.notes if not n.startswith(("text encoder", "VAE: stand-in"))]
     if text_encoder_path:
-        cond = models.encode_text(data["new_caption"])
+        with torch.no_grad():
+            cond = models.encode_text(data["new_caption"])
         notes.append("prompt: the demo's new caption (autumn forest trail), encoded")
     else:
         cond = data["caption_y"]

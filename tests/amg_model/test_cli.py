@@ -88,3 +88,16 @@ def test_convert_calls_library_with_dtype(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "amg_model.model.checkpoint", fake)
     assert main(["convert", "in.pth", str(tmp_path / "out.safetensors"), "--dtype", "bf16"]) == 0
     assert calls == [("in.pth", str(tmp_path / "out.safetensors"), "bf16")]
+
+
+def test_convert_then_demo_with_converted_unet(tmp_path):
+    from amg_model.model.tiny import make_original_state_dict
+
+    pth = tmp_path / "tiny_original.pth"
+    torch.save({"state_dict": make_original_state_dict(seed=1)}, pth)
+    converted = tmp_path / "tiny.safetensors"
+    assert main(["convert", str(pth), str(converted), "--dtype", "fp32"]) == 0
+    assert converted.is_file()
+    args = ["--unet", str(converted), "--frames", "2", "--size", "16", "--steps", "1", "--no-progress"]
+    assert main(["demo", "--out", str(tmp_path / "out"), *args]) == 0
+    assert _frame_count(tmp_path / "out" / "demo.mp4") == 2
