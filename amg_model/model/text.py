@@ -80,8 +80,9 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def encode_with_truncation(self, prompts: list[str]) -> tuple[torch.Tensor, list[bool]]:
         """Embed prompts; returns ``([N, 77, D], truncated flags)`` and warns about truncated prompts."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         tokens, truncated = self.tokenize(prompts)
-        for prompt, cut in zip(prompts, truncated):
+        for prompt, cut in zip(prompts, truncated, strict=True):
             if cut:
                 log.warning(
                     "prompt truncated to %d tokens (CLIP limit); the end is ignored: %r",

@@ -59,9 +59,15 @@ def test_tokenize_pads_with_zero_and_reports_truncation(encoder, caplog):
 
 def test_load_from_openclip_file_and_sd_checkpoint(tmp_path, encoder):
     sd = {k: v for k, v in encoder.model.state_dict().items() if k != "attn_mask"}
-    full = sd | {"visual.proj": torch.zeros(2, 2), "logit_scale": torch.ones(()), "text_projection": torch.zeros(32, 8)}
+    full = sd | {
+        "visual.proj": torch.zeros(2, 2),
+        "logit_scale": torch.ones(()),
+        "text_projection": torch.zeros(32, 8),
+    }
     torch.save(full, tmp_path / "open_clip_pytorch_model.bin")
-    torch.save({"state_dict": {f"cond_stage_model.model.{k}": v for k, v in sd.items()}}, tmp_path / "sd21.ckpt")
+    torch.save(
+        {"state_dict": {f"cond_stage_model.model.{k}": v for k, v in sd.items()}}, tmp_path / "sd21.ckpt"
+    )
     reference = encoder.encode(["a dancer"])
     for name in ("open_clip_pytorch_model.bin", "sd21.ckpt"):
         loaded = load_text_encoder(tmp_path / name, dtype=torch.float64)
@@ -75,7 +81,9 @@ def test_wrong_files_are_refused(tmp_path, encoder):
     torch.save({"text_model.encoder.layers.0.mlp.fc1.weight": torch.zeros(2)}, tmp_path / "hf_clip.bin")
     with pytest.raises(CheckpointError, match="hf_clip.bin is not an OpenCLIP text encoder.*Hugging Face"):
         load_text_encoder(tmp_path / "hf_clip.bin")
-    sd = {k: v for k, v in encoder.model.state_dict().items() if k != "attn_mask" and "resblocks.1.mlp" not in k}
+    sd = {
+        k: v for k, v in encoder.model.state_dict().items() if k != "attn_mask" and "resblocks.1.mlp" not in k
+    }
     torch.save(sd, tmp_path / "partial.bin")
     with pytest.raises(CheckpointError, match=r"partial.bin: .*missing \['transformer.resblocks.1.mlp"):
         load_text_encoder(tmp_path / "partial.bin")
