@@ -242,69 +242,82 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     zbuf = _rasterize(tx, ty, tz, frame_of.repeat_interleave(n_tris), fc, hs, ws, near, cull_backfaces)
     hp, wp = zbuf.shape[1:]
 
-    # Covered supersamples and their nearest face (the key's low 32 bits).
+    # Covered supersamples and their nearest face (the key's low 32 bits). From here on every
+    # per-sample quantity is a row of M values (channels first): contiguous, fast on the CPU.
     pix = (zbuf[:, :hs, :ws] >= 2**32).reshape(-1).nonzero()[:, 0]
     frame = pix // (hs * ws)
     rem = pix - frame * (hs * ws)
     yi = rem // ws
     xi = rem - yi * ws
     f = zbuf.view(-1)[frame * (hp * wp) + yi * wp + xi] & 0xFFFFFFFF
+    del zbuf
     px, py = xi.float() + 0.5, yi.float() + 0.5
 
     # Perspective-correct barycentrics: screen-space ones divided by depth, renormalised.
-    corners = torch.stack([tx, ty, tz], 1)[f]  # [M, 3 (x, y, z), 3 corners]
-    x0, x1, x2 = corners[:, 0].unbind(1)
-    y0, y1, y2 = corners[:, 1].unbind(1)
+    corners = torch.cat([tx.T, ty.T, tz.T]).index_select(1, f)  # [9, M]: x0 x1 x2 y0 y1 y2 z0 z1 z2
+    x0, x1, x2, y0, y1, y2, z0, z1, z2 = corners
     area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
     l0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
     l1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
-    w = torch.stack([l0, l1, area2 - l0 - l1], 1) / (area2[:, None] * corners[:, 2])
-    inv_depth = w.sum(1)
-    bary = w / inv_depth[:, None]
-    depth = 1.0 / inv_depth
+    w0, w1, w2 = l0 / z0, l1 / z1, (area2 - l0 - l1) / z2
+    inv_sum = 1.0 / (w0 + w1 + w2)
+    depth = area2 * inv_sum  # 1 / sum(l_i / (area2 z_i))
+    b0, b1 = w0 * inv_sum, w1 * inv_sum
+    b2 = 1.0 - b0 - b1
 
-    # Per-vertex attributes (camera-frame normal, albedo, uv), interpolated in one gather.
+    # Per-vertex attributes (camera-frame normal, albedo, uv) interpolated channels-first.
     attrs = [vertex_normals(pc, tris), colors.expand(fc, -1, -1)]
     if uvs is not None:
         attrs.append(uvs.expand(fc, -1, -1))
-    table = torch.cat(attrs, -1).reshape(fc * n_verts, -1)
-    interp = (table[tri_v[f]] * bary[..., None]).sum(1)  # [M, A]
-    normal = F.normalize(interp[:, 0:3], dim=1, eps=1e-12)
-    albedo = interp[:, 3:6]
+    table = torch.cat(attrs, -1).reshape(fc * n_verts, -1).T.contiguous()  # [A, Fc * V]
+    vid = tri_v.T.contiguous().index_select(1, f)  # [3, M]
+    interp = table.index_select(1, vid[0]) * b0
+    interp += table.index_select(1, vid[1]) * b1
+    interp += table.index_select(1, vid[2]) * b2
+    del table, vid, corners
+    normal = interp[0:3] * torch.rsqrt((interp[0:3] ** 2).sum(0) + 1e-24)
+    albedo = interp[3:6]
     view = torch.stack(
-        [(px - cx[frame, 0]) / fx[frame, 0], (py - cy[frame, 0]) / fy[frame, 0], torch.ones_like(px)], 1
+        [(px - cx[frame, 0]) / fx[frame, 0], (py - cy[frame, 0]) / fy[frame, 0], torch.ones_like(px)]
     )
-    view = F.normalize(view, dim=1)
-    normal = torch.where(((normal * view).sum(1) > 0)[:, None], -normal, normal)
+    view *= torch.rsqrt((view**2).sum(0))
+    normal *= torch.where((normal * view).sum(0) > 0, -1.0, 1.0)  # both sides: face the camera
 
     person = face_person[f % n_tris]
     if uvs is not None:
         for p, tex in enumerate(textures):
             if tex is not None:
                 sel = (person == p).nonzero()[:, 0]
-                grid = (interp[sel, 6:8] * 2 - 1).view(1, 1, -1, 2)
+                grid = (interp[6:8, sel].T * 2 - 1).view(1, 1, -1, 2)
                 sampled = F.grid_sample(tex, grid, padding_mode="border", align_corners=False)
-                albedo[sel] = sampled[0, :, 0].T
+                albedo[:, sel] = sampled[0, :, 0]
     color = shade(albedo, normal, view, lighting) if lighting is not None else albedo.clamp(0, 1)
 
-    # Box-filter the supersamples down to the camera size: accumulate into the output pixels.
+    # Box filter: every supersample adds 1 / s^2 of itself to its output pixel.
     h, wd = cam.height, cam.width
-    opix = frame * (h * wd) + (yi // s) * wd + xi // s
-    n_ch = 8 + n_persons
-    vals = torch.zeros(pix.numel(), n_ch, device=verts.device)
-    vals[:, 0:3] = color
-    vals[:, 3:6] = normal
-    vals[:, 6] = depth
-    vals[:, 7] = 1.0
-    vals[torch.arange(pix.numel(), device=verts.device), 8 + person] = 1.0
-    acc = torch.zeros(fc * h * wd, n_ch, device=verts.device).index_add_(0, opix, vals)
-    acc = acc.view(fc, h, wd, n_ch) / (s * s)
-    cover = acc[..., 7]
-    out.image[frames] = acc[..., 0:3]
-    out.normals[frames] = F.normalize(acc[..., 3:6], dim=-1, eps=1e-12)
-    out.depth[frames] = torch.where(cover > 0, acc[..., 6] / cover.clamp(min=1e-12), torch.zeros_like(cover))
-    out.mask[frames] = cover
-    out.person_masks[frames] = acc[..., 8:].permute(0, 3, 1, 2)
+    hw = h * wd
+    first = frames.start * hw
+    opix = frame * hw + (yi // s) * wd + xi // s  # within the chunk
+    weight = 1.0 / (s * s)
+    gpix = opix + first
+    image, normals = out.image.view(-1), out.normals.view(-1)
+    for c in range(3):
+        image.index_add_(0, gpix * 3 + c, color[c] * weight)
+        normals.index_add_(0, gpix * 3 + c, normal[c] * weight)
+    out.depth.view(-1).index_add_(0, gpix, depth * weight)
+    out.mask.view(-1).index_add_(0, gpix, torch.full_like(depth, weight))
+    ppix = ((frame + frames.start) * n_persons + person) * hw + opix - frame * hw
+    out.person_masks.view(-1).index_add_(0, ppix, torch.full_like(depth, weight))
+
+    # Depth: coverage-weighted mean; normals: unit length (only where something was drawn).
+    cover = out.mask[frames].reshape(-1)
+    drawn = cover.nonzero()[:, 0]
+    cov = cover[drawn]
+    dep = out.depth[frames].view(-1)
+    dep[drawn] = dep[drawn] / cov
+    nrm = out.normals[frames].view(-1, 3)
+    n_drawn = nrm[drawn]
+    nrm[drawn] = n_drawn * torch.rsqrt((n_drawn**2).sum(1, keepdim=True) + 1e-24)
 
 
 def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) -> torch.Tensor:
