@@ -11,6 +11,7 @@ import pytest
 
 from amg_model.errors import BodyModelError, MotionError
 from amg_model.smpl.unpickle import load_pickle
+from tests.fixtures.smpl_files import ForeignObject, chumpy_array, dump_py2_pickle, sparse_csc
 
 
 class _Evil:
@@ -105,3 +106,30 @@ def test_python2_style_string_data_loads_with_latin1(tmp_path):
     p += b"\x89T" + len(raw).to_bytes(4, "little") + raw + b"tb."
     (tmp_path / "py2.pkl").write_bytes(p)
     np.testing.assert_array_equal(load_pickle(tmp_path / "py2.pkl"), arr)
+
+
+def test_chumpy_and_sparse_objects_become_arrays(tmp_path):
+    dense = np.zeros((4, 6))
+    dense[0, 1], dense[3, 5], dense[2, 0] = 0.5, 2.0, -1.0
+    x = np.arange(24.0).reshape(2, 3, 4)
+    obj = {
+        "shapedirs": chumpy_array(x),
+        "J_regressor": sparse_csc(dense),
+        "new_scipy": sparse_csc(dense, "scipy.sparse._csc"),
+        "transposed": ForeignObject(
+            "chumpy.reordering", "transpose", {"a": chumpy_array(x), "axes": (2, 0, 1)}
+        ),
+        "shared": [chumpy_array(x)] * 2,
+    }
+    out = load_pickle(dump_py2_pickle(obj, tmp_path / "model.pkl"))
+    np.testing.assert_array_equal(out["shapedirs"], x)
+    np.testing.assert_array_equal(out["J_regressor"], dense)
+    np.testing.assert_array_equal(out["new_scipy"], dense)
+    np.testing.assert_array_equal(out["transposed"], x.transpose(2, 0, 1))
+    assert out["shared"][0] is out["shared"][1]
+
+
+def test_chumpy_expressions_that_need_chumpy_are_refused(tmp_path):
+    obj = {"v": ForeignObject("chumpy.ch_ops", "add", {"a": chumpy_array(np.zeros(3)), "b": 1.0})}
+    with pytest.raises(BodyModelError, match="chumpy expression chumpy.ch_ops.add"):
+        load_pickle(dump_py2_pickle(obj, tmp_path / "expr.pkl"))
