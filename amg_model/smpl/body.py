@@ -396,11 +396,13 @@ def _check_shapes(path: Path, a: dict[str, np.ndarray], n_verts: int, n_joints: 
 
 
 def _gender_from_name(name: str) -> str | None:
+    """Gender a file name states: SMPLX_FEMALE.npz, basicModel_f_lbs_10_207_0_v1.0.0.pkl, ..."""
     low = name.lower()
     for g in ("female", "neutral", "male"):  # "female" contains "male": test it first
         if g in low:
             return g
-    return None
+    short = {"basicmodel_f_": "female", "basicmodel_m_": "male"}
+    return next((g for prefix, g in short.items() if low.startswith(prefix)), None)
 
 
 def _build_layer(path: Path, body_type: str, arrays: dict[str, np.ndarray], gender: str, num_betas: int):
