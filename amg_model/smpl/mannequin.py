@@ -382,14 +382,15 @@ class Mannequin(BodyModel):
         jaw_pose: torch.Tensor | None = None,
         expression: torch.Tensor | None = None,
     ) -> BodyOutput:
-        betas = self._check_inputs(betas, global_orient, body_pose, transl)
+        kw = {"device": self.device, "dtype": self.dtype}
+        betas = self._check_inputs(betas, global_orient, body_pose, transl).to(**kw)
         n = global_orient.shape[0]
-        rot = torch.cat([global_orient[:, None], body_pose], dim=1).to(self.dtype)  # [N, 24, 3, 3]
+        rot = torch.cat([global_orient[:, None], body_pose], dim=1).to(**kw)  # [N, 24, 3, 3]
         joints, transforms = forward_kinematics(rot, self.rest_joints(betas))
         blended = torch.einsum("vj,njk->nvk", self.lbs_weights, transforms[..., :3, :].reshape(n, 24, 12))
         blended = blended.reshape(n, -1, 3, 4)
         rest = self.rest_vertices(betas)
         verts = (blended[..., :3] @ rest[..., None])[..., 0] + blended[..., 3]
-        offset = transl.to(self.dtype)[:, None]
+        offset = transl.to(**kw)[:, None]
         verts = verts + offset
         return BodyOutput(vertices=verts, joints=joints + offset, face_landmarks=verts[:, self.landmark_ids])

@@ -39,7 +39,7 @@ _NP_SCALAR = np.float64(0).__reduce__()[0]
 _NP_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
 
 
-class _Stand_in:  # noqa: N801 - the name shows up in error messages only
+class _StandIn:
     """Placeholder for an instance of a foreign class (chumpy, scipy.sparse); never executes code.
 
     It records the class name it stands for and the state the pickle gives it; ``_to_plain``
@@ -58,12 +58,12 @@ class _Stand_in:  # noqa: N801 - the name shows up in error messages only
 
 
 def _stand_in_class(module: str, name: str) -> type:
-    return type(name, (_Stand_in,), {"qualname": f"{module}.{name}"})
+    return type(name, (_StandIn,), {"qualname": f"{module}.{name}"})
 
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """Safe replacement of ``copy_reg._reconstructor`` (protocol 0/1 instances of new-style classes)."""
-    if isinstance(cls, type) and issubclass(cls, _Stand_in):
+    if isinstance(cls, type) and issubclass(cls, _StandIn):
         obj = cls()
         if state is not None:
             obj.args = (state,)
@@ -188,7 +188,12 @@ def load_pickle(
         ) from None
     except (EOFError, pickle.UnpicklingError) as e:
         raise error(f"{path.name}: is truncated or not a pickle ({e}); download the file again.") from None
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder; give the path of a .pkl file.") from None
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e}); check the file and its permissions.") from None
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError, RecursionError,
+            OverflowError) as e:  # fmt: skip
         raise error(f"{path.name}: is damaged or not a supported pickle ({e}); download it again.") from None
     try:
         return _to_plain(raw, {})
@@ -197,7 +202,7 @@ def load_pickle(
             f"{path.name}: holds {e}, which cannot be turned into an array without running its "
             "library; re-export the file with plain numpy arrays."
         ) from None
-    except (ValueError, TypeError, KeyError, IndexError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as e:
         raise error(
             f"{path.name}: holds a malformed chumpy or sparse object ({e}); download it again."
         ) from None
@@ -208,7 +213,7 @@ def _to_plain(obj: Any, memo: dict[int, Any]) -> Any:
     key = id(obj)
     if key in memo:
         return memo[key]
-    if isinstance(obj, _Stand_in):
+    if isinstance(obj, _StandIn):
         out: Any = _stand_in_to_array(obj, memo)
     elif isinstance(obj, dict):
         out = type(obj)()
@@ -231,7 +236,7 @@ def _to_plain(obj: Any, memo: dict[int, Any]) -> Any:
     return out
 
 
-def _stand_in_to_array(obj: _Stand_in, memo: dict[int, Any]) -> np.ndarray:
+def _stand_in_to_array(obj: _StandIn, memo: dict[int, Any]) -> np.ndarray:
     state = obj.state if isinstance(obj.state, dict) else {}
     module, _, name = obj.qualname.rpartition(".")
     if module.startswith("scipy.sparse"):
