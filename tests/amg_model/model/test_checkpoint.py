@@ -131,6 +131,9 @@ def test_modelscope_base_model_is_named(tmp_path):
     torch.save(make_original_state_dict(config, lora_rank=0), tmp_path / "text2video_pytorch_model.pth")
     with pytest.raises(CheckpointError, match="ModelScope text-to-video base model.*8 input"):
         load_unet(tmp_path / "text2video_pytorch_model.pth")
+    save_file(random_diffusers_state_dict(config), str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(CheckpointError, match="diffusion_pytorch_model.safetensors is the ModelScope"):
+        load_unet(tmp_path / "diffusion_pytorch_model.safetensors")
 
 
 @pytest.mark.parametrize(
