@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import roma
 import torch
@@ -68,10 +69,63 @@ _CONTACTS = (J["left_ankle"], J["left_foot"], J["right_ankle"], J["right_foot"])
 Angles = dict[str, torch.Tensor]  # joint name -> [N, 3] degrees (x, y, z)
 
 
+@dataclass
+class Curves:
+    """What a kind produces on the time grid [N].
+
+    Attributes:
+        angles: joint name -> [N, 3] degrees.
+        yaw: [N] degrees about y of the whole body.
+        lift: [N] metres added to the root height (ballistic flight).
+        gate: [N] 1 on the ground, 0 in flight landing in place, -1 in flight keeping momentum.
+        support: [N] share of the weight on the left foot (the right has the rest), or None to
+            let the lowest foot carry it.
+    """
+
+    angles: Angles
+    yaw: torch.Tensor
+    lift: torch.Tensor
+    gate: torch.Tensor
+    support: torch.Tensor | None = None
+
+
 def _bump(phase: torch.Tensor, centre: float, width: float) -> torch.Tensor:
     """Smooth periodic bump (von Mises) peaking at 1 at ``centre`` (fraction of a cycle)."""
     kappa = 1.0 / (2 * math.pi * width) ** 2
     return torch.exp(kappa * (torch.cos(phase - 2 * math.pi * centre) - 1.0))
+
+
+def _periodic(keys: list[tuple[float, float]], harmonics: int = 4) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A smooth periodic curve (least-squares Fourier series) through (cycle fraction, value) keys."""
+    p = 2 * math.pi * torch.tensor([k[0] for k in keys], dtype=torch.float64)
+    v = torch.tensor([k[1] for k in keys], dtype=torch.float64)
+
+    def basis(phase: torch.Tensor) -> torch.Tensor:
+        cols = [torch.ones_like(phase)]
+        for h in range(1, harmonics + 1):
+            cols += [torch.cos(h * phase), torch.sin(h * phase)]
+        return torch.stack(cols, dim=-1)
+
+    coef = torch.linalg.lstsq(basis(p), v[:, None]).solution[:, 0]
+    return lambda phase: basis(phase) @ coef
+
+
+# Sagittal joint angles over one gait cycle (fraction from the heel strike of that leg, degrees):
+# hip flexion, knee flexion, ankle dorsiflexion, after textbook gait curves. The hip sweeps back
+# almost linearly in stance so the pelvis moves at a nearly constant speed.
+_WALK_HIP = _periodic([(0.0, 27), (0.1, 21), (0.2, 12), (0.3, 3), (0.4, -6), (0.47, -11), (0.52, -10),
+                       (0.6, -2), (0.7, 12), (0.8, 26), (0.88, 31), (0.95, 30)])  # fmt: skip
+_WALK_KNEE = _periodic([(0.0, 3), (0.06, 8), (0.15, 14), (0.3, 7), (0.4, 4), (0.5, 10), (0.6, 38),
+                        (0.7, 60), (0.76, 58), (0.85, 35), (0.95, 6)])  # fmt: skip
+_WALK_ANKLE = _periodic([(0.0, 0), (0.07, -5), (0.2, 4), (0.4, 10), (0.5, 6), (0.6, -14), (0.66, -12),
+                         (0.75, -2), (0.9, 2)])  # fmt: skip
+# Running: stance 0-0.36 of each leg's cycle, flight 0.36-0.5 and 0.86-1.
+_RUN_STANCE = 0.36
+_RUN_HIP = _periodic([(0.0, 30), (0.1, 22), (0.25, 2), (0.36, -12), (0.45, -8), (0.55, 10), (0.7, 40),
+                      (0.85, 42), (0.95, 35)])  # fmt: skip
+_RUN_KNEE = _periodic([(0.0, 15), (0.12, 38), (0.25, 22), (0.36, 18), (0.5, 60), (0.65, 100), (0.75, 95),
+                       (0.88, 40), (0.96, 18)])  # fmt: skip
+_RUN_ANKLE = _periodic([(0.0, 3), (0.12, 18), (0.25, 5), (0.36, -20), (0.5, -10), (0.7, 3), (0.9, 5)])
 
 
 def _ease(x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +166,7 @@ def _arms_swing(a: Angles, swing_deg: torch.Tensor, elbow_deg: float, elbow_gain
     a["right_elbow"][:, 1] = elbow_deg + elbow_gain * (-swing_deg).clamp(min=0)
 
 
-def _idle(t: torch.Tensor, speed: float, **_) -> tuple[Angles, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _idle(t: torch.Tensor, speed: float, **_) -> Curves:
     a = _base(len(t))
     breath = torch.sin(2 * math.pi * 0.25 * speed * t)
     shift = torch.sin(2 * math.pi * 0.12 * speed * t - math.pi / 2)  # starts at one side, eases over
@@ -132,12 +186,10 @@ def _idle(t: torch.Tensor, speed: float, **_) -> tuple[Angles, torch.Tensor, tor
     for side, sign in (("left", 1.0), ("right", -1.0)):
         a[f"{side}_shoulder"][:, 0] += 1.5 * torch.sin(2 * math.pi * 0.2 * speed * t + sign)
     zero = torch.zeros_like(t)
-    return a, zero, zero, torch.ones_like(t)
+    return Curves(a, zero, zero, torch.ones_like(t))
 
 
-def _gait(
-    t: torch.Tensor, speed: float, run: bool
-) -> tuple[Angles, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _gait(t: torch.Tensor, speed: float, run: bool) -> Curves:
     """Walk / run cycle; phase 0 = left heel strike. Right leg half a cycle later."""
     scale = max(speed, 0.05) ** 0.5
     cadence = (1.45 if run else 0.95) * scale  # gait cycles per second
@@ -146,16 +198,8 @@ def _gait(
     amp = min(scale, 1.4)
     for side, shift in (("left", 0.0), ("right", math.pi)):
         p = phase - shift
-        if run:
-            hip = 12 + 32 * torch.cos(p + 0.5)  # peak flexion before foot strike: the leg retracts
-            knee = 25 * _bump(p, 0.15, 0.07) + 95 * _bump(p, 0.62, 0.13) + 8
-            ankle = 8 * _bump(p, 0.2, 0.08) - 20 * _bump(p, 0.42, 0.08)
-        else:
-            # hip: +32 deg flexion in late swing, -20 extension before toe-off; knee: loading
-            # response after heel strike, 60 deg in swing; ankle: dorsiflexion in stance, push-off
-            hip = 6 + 26 * torch.cos(p + 0.5)
-            knee = 15 * _bump(p, 0.13, 0.07) + 58 * _bump(p, 0.70, 0.11) + 2
-            ankle = 6 * _bump(p, 0.3, 0.08) - 15 * _bump(p, 0.6, 0.07) + 3 * _bump(p, 0.85, 0.1)
+        hip, knee, ankle = (_RUN_HIP, _RUN_KNEE, _RUN_ANKLE) if run else (_WALK_HIP, _WALK_KNEE, _WALK_ANKLE)
+        hip, knee, ankle = hip(p), knee(p), ankle(p)
         a[f"{side}_hip"][:, 0] = -amp * hip
         a[f"{side}_knee"][:, 0] = amp * knee
         a[f"{side}_ankle"][:, 0] = -amp * ankle
@@ -166,10 +210,21 @@ def _gait(
     a["head"][:, 0] = -4.0 if run else -1.0
     swing = (30 if run else 16) * amp * -torch.cos(phase)  # left arm back while left leg forward
     _arms_swing(a, swing, 80.0 if run else 15.0, 0.4)
-    bob = torch.zeros_like(t)
-    if run:  # flight phases twice per cycle, between the supports
-        bob = 0.04 * amp * (1 - torch.cos(2 * phase - 2 * math.pi * 0.6)) / 2
-    return a, torch.zeros_like(t), bob, torch.ones_like(t)
+    gate, lift = torch.ones_like(t), torch.zeros_like(t)
+    if run:  # flight twice per cycle, after each toe-off: ballistic, keeping the take-off velocity
+        half = (phase / math.pi) % 1.0  # fraction of the half cycle since a heel strike
+        flight_time = (0.5 - _RUN_STANCE) / cadence
+        u = ((half - 2 * _RUN_STANCE) / (1 - 2 * _RUN_STANCE)).clamp(0, 1)
+        gate = (half < 2 * _RUN_STANCE).to(t.dtype) * 2 - 1  # -1: flight with momentum
+        lift = torch.where(gate < 0, GRAVITY * flight_time**2 / 2 * u * (1 - u), lift)
+    # weight on the left foot: taken over from the right during double support (walk: first
+    # 10 % after each heel strike); in a run the swaps happen in flight
+    frac = (phase / (2 * math.pi)) % 1.0
+    if run:
+        support = (frac < 0.5).to(t.dtype)
+    else:
+        support = torch.where(frac < 0.5, _ease(frac / 0.1), 1 - _ease((frac - 0.5) / 0.1))
+    return Curves(a, torch.zeros_like(t), lift, gate, support)
 
 
 def _walk(t, speed, **_):
@@ -181,7 +236,8 @@ def _run(t, speed, **_):
 
 
 def _wave(t: torch.Tensor, speed: float, duration: float, hand: str = "right", **_):
-    a, yaw, lift, gate = _idle(t, 0.6 * speed)
+    curves = _idle(t, 0.6 * speed)
+    a = curves.angles
     side = 1.0 if hand == "right" else -1.0  # mirror sign for z / y angles
     ramp = min(0.6 / speed, 0.25 * duration)
     env = _ease(t / ramp) * _ease((duration - t) / ramp) if duration > 2 * ramp else _ease(t / ramp)
@@ -197,7 +253,7 @@ def _wave(t: torch.Tensor, speed: float, duration: float, hand: str = "right", *
     a[f"{hand}_wrist"][:, 2] = -10.0 * wave * side * env
     a["spine3"][:, 2] += 3.0 * side * env  # lean away from the raised arm
     a["head"][:, 2] += -3.0 * side * env
-    return a, yaw, lift, gate
+    return curves
 
 
 def _jump(t: torch.Tensor, speed: float, **_):
@@ -225,11 +281,12 @@ def _jump(t: torch.Tensor, speed: float, **_):
     u = ((t % cycle) - t_off) / (t_land - t_off)
     height = GRAVITY * (t_land - t_off) ** 2 / 8  # ballistic apex for this flight time
     lift = torch.where(flight, 4 * height * u * (1 - u), torch.zeros_like(t))
-    return a, torch.zeros_like(t), lift, (~flight).to(t.dtype)
+    return Curves(a, torch.zeros_like(t), lift, (~flight).to(t.dtype))
 
 
 def _turn(t: torch.Tensor, speed: float, duration: float, angle_deg: float = 180.0, **_):
-    a, _, _, gate = _idle(t, speed)
+    curves = _idle(t, speed)
+    a = curves.angles
     s = t / max(duration, 1e-6)
     yaw = angle_deg * _ease((s - 0.1) / 0.8)
     env = _ease(s / 0.15) * _ease((1 - s) / 0.15)
@@ -241,7 +298,7 @@ def _turn(t: torch.Tensor, speed: float, duration: float, angle_deg: float = 180
         a[f"{side}_knee"][:, 0] += 40 * lift
         a[f"{side}_ankle"][:, 0] += -8 * lift
     _arms_swing(a, 5 * torch.sin(phase) * env, 15.0, 0.0)
-    return a, yaw, torch.zeros_like(t), gate
+    return replace(curves, yaw=yaw)
 
 
 KINDS: dict[str, Callable] = {
@@ -263,20 +320,26 @@ def _rotmats(a: Angles, yaw_deg: torch.Tensor) -> torch.Tensor:
     return mats
 
 
-def _place_root(mats: torch.Tensor, lift: torch.Tensor, gate: torch.Tensor, dt: float) -> torch.Tensor:
+def _place_root(mats: torch.Tensor, curves: Curves, dt: float) -> torch.Tensor:
     """Root translation [N, 3] that keeps the supporting foot planted (see the module docstring)."""
     joints, _ = forward_kinematics(mats, REST_JOINTS.to(mats))
     pts = joints[:, list(_CONTACTS)]  # [N, 4, 3] heels and toes, root at rest, no translation
     clearance = pts[..., 1] - REST_JOINTS[list(_CONTACTS), 1].to(mats)
     w = torch.softmax(-clearance / CONTACT_SOFTNESS_M, dim=-1)  # [N, 4] support weights
+    if curves.support is not None:  # the kind says which foot; heel or toe: the lower one
+        left = torch.softmax(-clearance[:, :2] / CONTACT_SOFTNESS_M, dim=-1) * curves.support[:, None]
+        right = torch.softmax(-clearance[:, 2:] / CONTACT_SOFTNESS_M, dim=-1) * (1 - curves.support[:, None])
+        w = torch.cat([left, right], dim=-1)
+    gate, lift = curves.gate, curves.lift
     ground = -CONTACT_SOFTNESS_M * torch.logsumexp(-clearance / CONTACT_SOFTNESS_M, dim=-1)
     ground = ground + CONTACT_SOFTNESS_M * math.log(len(_CONTACTS))  # 0 when all touch
     y = -ground
     vel = (pts[1:] - pts[:-1]) / dt  # [N-1, 4, 3] contact point velocities relative to the root
     step_vel = -(0.5 * (w[1:] + w[:-1])[..., None] * vel).sum(1)  # cancels the supporting points
-    # In flight (gate 0) the feet say nothing: between take-off frame a and landing frame b the
-    # pelvis moves at a constant horizontal velocity that lands the supporting point where it took
-    # off, and its height follows the line between the two contact heights plus the ballistic lift.
+    # In flight (gate 0 or -1) the feet say nothing: between take-off frame a and landing frame b
+    # the pelvis moves at a constant horizontal velocity, the take-off velocity (gate -1, running)
+    # or the one that lands the supporting point where it took off (gate 0, jumping in place), and
+    # its height follows the line between the two contact heights plus the ballistic ``lift``.
     contact = (w[..., None] * pts).sum(1)  # [N, 3] weighted support point, relative to the root
     flying = (gate < 0.5).tolist()
     n, i = len(flying), 0
@@ -289,7 +352,10 @@ def _place_root(mats: torch.Tensor, lift: torch.Tensor, gate: torch.Tensor, dt: 
             j += 1
         a, b = max(i - 1, 0), min(j, n - 1)
         if b > a:
-            step_vel[a:b] = (contact[a] - contact[b]) / ((b - a) * dt)
+            if gate[i] < -0.5 and a > 0:  # momentum: keep the take-off velocity
+                step_vel[a:b] = step_vel[a - 1]
+            else:  # land the support point where it took off (jumping in place)
+                step_vel[a:b] = (contact[a] - contact[b]) / ((b - a) * dt)
             u = torch.linspace(0, 1, b - a + 1, dtype=y.dtype)
             y = torch.cat([y[:a], y[a] + (y[b] - y[a]) * u, y[b + 1 :]])
         i = j
@@ -363,9 +429,9 @@ def procedural_motion(
     dt = 1.0 / (fps * sub)
     t = torch.arange((frames - 1) * sub + 1, dtype=torch.float64) * dt
     duration = (frames - 1) / fps if frames > 1 else 1.0 / fps
-    angles, yaw, lift, gate = KINDS[kind](t, speed, duration=duration, angle_deg=angle_deg, hand=hand)
-    mats = _rotmats(angles, yaw)
-    transl = _place_root(mats, lift, gate, dt)
+    curves = KINDS[kind](t, speed, duration=duration, angle_deg=angle_deg, hand=hand)
+    mats = _rotmats(curves.angles, curves.yaw)
+    transl = _place_root(mats, curves, dt)
     mats, transl = mats[::sub], transl[::sub]
     joints = BODY_JOINTS[body_type]
     person = Person(

@@ -50,7 +50,7 @@ def max_acceleration(motion) -> float:
 
 
 # Upper bounds of joint acceleration: limbs swing fast in run and jump (arm swing, push-off).
-ACCEL_LIMIT = {"idle": 20.0, "walk": 50.0, "turn": 50.0, "wave": 70.0, "run": 150.0, "jump": 170.0}
+ACCEL_LIMIT = {"idle": 20.0, "walk": 45.0, "turn": 55.0, "wave": 70.0, "run": 110.0, "jump": 160.0}
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
