@@ -1,0 +1,238 @@
+"""Speed and memory of AMG sampling variants on one GPU (real-size UNet, random weights).
+
+Every variant runs the same job: one 16-frame 256x256 clip (latent 32x32), 20 DDIM steps with
+classifier-free guidance (two UNet branches per step). Prints a table (median seconds per clip,
+TFLOP/s, fraction of the measured bf16 matrix peak, peak GiB, error vs. the fp32 result) and
+appends it to bench/RESULTS.md with the card, torch version and date.
+
+    python bench/unet_bench.py --variants all            # on a CUDA machine
+    python bench/unet_bench.py --variants fp16_batched --clips 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from amg_model.model.fast import FastUNet  # noqa: E402
+
+UNET_TFLOP_PER_CALL = 4.90  # one forward, 16 frames, 32x32 latent, batch 1 (docs/amg-model facts)
+
+
+def build_unet(seed: int = 0, tiny: bool = False):
+    """The real-size AMG UNet (diffusers layout, 8 input channels) with random fp32 weights."""
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    if tiny:  # smoke test of the script on a CPU
+        unet = UNet3DConditionModel(
+            in_channels=8,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            norm_num_groups=8,
+            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+            cross_attention_dim=1024,
+            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+            attention_head_dim=8,
+        )
+    else:
+        unet = UNet3DConditionModel(in_channels=8, out_channels=4)
+    # Random weights that keep activations O(1) through the network, so errors are meaningful.
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if p.ndim >= 2:
+                fan_in = p[0].numel()
+                p.normal_(0.0, 1.0 / fan_in**0.5)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.02)
+    return unet.eval()
+
+
+def linear_sd_alphas_cumprod() -> torch.Tensor:
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()
+
+
+def ddim_timesteps(steps: int) -> list[int]:
+    return [int(t) for t in reversed(range(1, 1000, 1000 // steps))][:steps]
+
+
+def ddim_loop(eps_fn, x, steps: int, guidance: float, cfg_batched: bool):
+    """Deterministic DDIM (eta 0) with guidance; eps_fn(x_in [B,8,...], t) -> eps."""
+    ac = linear_sd_alphas_cumprod().to(x.device)
+    ts = ddim_timesteps(steps)
+    for i, t in enumerate(ts):
+        a_t = ac[t]
+        a_prev = ac[ts[i + 1]] if i + 1 < len(ts) else ac[0]
+        eps = eps_fn(x, int(t), guidance, cfg_batched)
+        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    return x
+
+
+def measure(fn, clips: int):
+    torch.cuda.synchronize()
+    times = []
+    out = None
+    for _ in range(clips):
+        t0 = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default="all")
+    ap.add_argument("--clips", type=int, default=5)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print the top GPU kernels of one step")
+    ap.add_argument("--tiny", action="store_true", help="tiny UNet, for a smoke test of this script")
+    args = ap.parse_args()
+    torch.set_num_threads(4)
+    dev = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+
+    base = build_unet(tiny=args.tiny)
+    g = torch.Generator().manual_seed(1)
+    f = args.frames
+    noise = torch.randn(1, 4, f, 32, 32, generator=g)
+    avatar = torch.randn(1, 4, f, 32, 32, generator=g) * 0.8
+    cond = torch.randn(1, 77, 1024, generator=g)
+    uncond = torch.randn(1, 77, 1024, generator=g)
+
+    # bf16 matrix peak, measured here
+    a = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    torch.cuda.synchronize()
+    peak = 20 * 2 * 8192**3 / (time.perf_counter() - t0) / 1e12
+    del a, b
+
+    variants = {
+        "orig_fp32_autocast_2calls": dict(
+            dtype=torch.float32, autocast=True, cfg_batched=False, mode="eager"
+        ),
+        "fp16_batched": dict(dtype=torch.float16, cfg_batched=True, mode="eager"),
+        "bf16_batched": dict(dtype=torch.bfloat16, cfg_batched=True, mode="eager"),
+        "fp16_channels_last": dict(dtype=torch.float16, cfg_batched=True, mode="eager", channels_last=True),
+        "fp16_cudagraph": dict(dtype=torch.float16, cfg_batched=True, mode="cuda_graph"),
+        "fp16_cl_cudagraph": dict(
+            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True
+        ),
+        "fp16_cudagraph_nobench": dict(
+            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", cudnn_benchmark=False
+        ),
+        "fp16_cudagraph_fasttemporal": dict(
+            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", fast_temporal=True
+        ),
+        "fp16_compile_cudagraph_fasttemporal": dict(
+            dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph", fast_temporal=True
+        ),
+        "fp16_compile": dict(dtype=torch.float16, cfg_batched=True, mode="compile"),
+        "fp16_compile_cudagraph": dict(dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph"),
+        "bf16_compile_cudagraph": dict(dtype=torch.bfloat16, cfg_batched=True, mode="compile_cuda_graph"),
+    }
+    chosen = list(variants) if args.variants == "all" else args.variants.split(",")
+
+    # fp32 reference (one clip)
+    ref_model = FastUNet(base.to(dev), dtype=torch.float32, mode="eager")
+    x_ref = (
+        ddim_loop(
+            ref_model.guided_eps(avatar.to(dev), cond.to(dev), uncond.to(dev)),
+            noise.to(dev),
+            args.steps,
+            3.0,
+            True,
+        )
+        .float()
+        .cpu()
+    )
+    del ref_model
+    base.cpu()
+    torch.cuda.empty_cache()
+
+    rows = []
+    for name in chosen:
+        spec = dict(variants[name])
+        autocast = spec.pop("autocast", False)
+        cfg_batched = spec.pop("cfg_batched")
+        torch.backends.cudnn.benchmark = spec.pop("cudnn_benchmark", True)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        model = FastUNet(build_unet(tiny=args.tiny).to(spec["dtype"]).to(dev), **spec, autocast=autocast)
+        eps_fn = model.guided_eps(avatar.to(dev), cond.to(dev), uncond.to(dev))
+        t0 = time.perf_counter()
+        ddim_loop(eps_fn, noise.to(dev), args.steps, 3.0, cfg_batched)  # warm-up / compile
+        torch.cuda.synchronize()
+        first = time.perf_counter() - t0
+        run = functools.partial(ddim_loop, eps_fn, noise.to(dev), args.steps, 3.0, cfg_batched)
+        med, times, out = measure(run, args.clips)
+        peak_gib = torch.cuda.max_memory_allocated() / 2**30
+        print(
+            f"  {name}: allocated now {torch.cuda.memory_allocated() / 2**30:.2f} GiB, "
+            f"reserved {torch.cuda.memory_reserved() / 2**30:.2f} GiB",
+            flush=True,
+        )
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+                eps_fn(noise.to(dev), 501, 3.0, cfg_batched)
+                torch.cuda.synchronize()
+            print(
+                prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)
+            )
+        err = ((out.float().cpu() - x_ref).norm() / x_ref.norm()).item()
+        tflop = UNET_TFLOP_PER_CALL * f / 16 * 2 * args.steps
+        rows.append((name, med, tflop / med, tflop / med / peak, peak_gib, err, first))
+        print(
+            f"{name:28s} {med:7.3f} s  first {first:6.1f} s  {tflop / med:6.1f} TFLOP/s  "
+            f"{peak_gib:5.2f} GiB  err {err:.2e}  runs {' '.join(f'{t:.3f}' for t in times)}",
+            flush=True,
+        )
+        del model, eps_fn, run
+        torch.cuda.empty_cache()
+
+    card = torch.cuda.get_device_name()
+    head = (
+        f"\n### UNet sampling, {f} frames 256x256, {args.steps} steps + CFG: {card}, "
+        f"torch {torch.__version__}, "
+        f"{datetime.date.today()} (bf16 matmul peak measured {peak:.0f} TFLOP/s)\n\n"
+        "| variant | median s/clip | TFLOP/s | of peak | peak GiB | rel. L2 err vs fp32 "
+        "| first clip s |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    table = "".join(
+        f"| {r[0]} | {r[1]:.3f} | {r[2]:.0f} | {r[3]:.0%} | {r[4]:.2f} | {r[5]:.1e} | {r[6]:.1f} |\n"
+        for r in rows
+    )
+    print(head + table)
+    if not args.no_write:
+        with open(args.results, "a") as fh:
+            fh.write(head + table)
+
+
+if __name__ == "__main__":
+    main()
