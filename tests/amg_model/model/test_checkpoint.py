@@ -173,6 +173,9 @@ def test_missing_unexpected_and_mismatched_tensors(tmp_path, original_file):
         CheckpointError, match=r"extra.pth: .*1 unexpected \(e.g. down_blocks.0.attentions.0.extra"
     ):
         load_unet(tmp_path / "extra.pth")
+    torch.save(sd | {"label_emb.0.weight": torch.zeros(3)}, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match=r"foreign.pth: 1 tensors do not belong .*label_emb.0.weight"):
+        load_unet(tmp_path / "foreign.pth")
     torch.save(sd | {"output_blocks.1.0.emb_layers.1.weight": torch.zeros(64, 7)}, tmp_path / "shape.pth")
     with pytest.raises(
         CheckpointError, match=r"shape.pth: 1 tensors have the wrong shape \(up_blocks.0.resnets.1"

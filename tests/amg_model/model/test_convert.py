@@ -118,7 +118,7 @@ def test_merge_is_exact_against_adapters_run_on_the_fly():
     )
 
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 8, 3, 8, 8, generator=gen)
+    x = torch.randn(1, 8, 2, 8, 8, generator=gen)
     ctx = torch.randn(1, 77, config.cross_attention_dim, generator=gen)
     t = torch.tensor([500])
     with torch.no_grad():
