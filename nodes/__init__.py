@@ -5,12 +5,45 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from . import edges
+from .camera import (
+    AMGCameraFromPoses,
+    AMGCameraKeyframes,
+    AMGCameraToPoses,
+    AMGCameraTrajectory,
+    AMGLoadCamera,
+)
 from .conditioning import AMGAvatarConditioning
 from .model import AMGLoadModel
+from .render import AMGPreviewScene, AMGRenderAvatars
+from .smpl import (
+    AMGCombineMotions,
+    AMGEditMotion,
+    AMGFitMotionToKeypoints,
+    AMGLoadBodyModel,
+    AMGLoadMotion,
+    AMGLoadPoseKeypoints,
+    AMGProceduralMotion,
+    AMGSaveMotion,
+)
 
 NODES: list[type[io.ComfyNode]] = [
     AMGLoadModel,
     AMGAvatarConditioning,
+    AMGLoadBodyModel,
+    AMGLoadMotion,
+    AMGProceduralMotion,
+    AMGEditMotion,
+    AMGCombineMotions,
+    AMGSaveMotion,
+    AMGLoadPoseKeypoints,
+    AMGFitMotionToKeypoints,
+    AMGCameraTrajectory,
+    AMGCameraKeyframes,
+    AMGCameraFromPoses,
+    AMGCameraToPoses,
+    AMGLoadCamera,
+    AMGRenderAvatars,
+    AMGPreviewScene,
 ]
 
 

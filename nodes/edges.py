@@ -6,6 +6,9 @@ Nothing here computes model maths; these helpers only translate ComfyUI's conven
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
 import logging
 import os
 
@@ -71,6 +74,52 @@ def input_files(extensions: tuple[str, ...]) -> list[str]:
     )
 
 
+def file_fingerprint(name: str) -> float:
+    """Modification time of an input-folder file, so ComfyUI re-runs a loader when the file changes."""
+    try:
+        return os.path.getmtime(folder_paths.get_annotated_filepath(name))
+    except OSError:
+        return float("nan")
+
+
+def read_json(path: str):
+    """The content of a JSON file; AMGError naming the file when it is not valid JSON."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.AMGError(
+            f"{os.path.basename(path)} is not a readable JSON file ({exc}); check the file."
+        ) from exc
+
+
+def person_list(text: str) -> list[int | str] | None:
+    """Persons named in a widget, ``"0, 2"`` or ``"alice, bob"``; None (all persons) when empty."""
+    items = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    if not items:
+        return None
+    return [int(p) if p.lstrip("-").isdigit() else p for p in items]
+
+
+def compute_device() -> torch.device:
+    """The device ComfyUI computes on (the GPU, or the CPU with --cpu)."""
+    return comfy.model_management.get_torch_device()
+
+
+@contextlib.contextmanager
+def autograd():
+    """Autograd for library optimisations (fitting): ComfyUI runs nodes under ``torch.inference_mode``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def autograd_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a module whose tensors can take part in autograd (outputs of other nodes are
+    inference tensors, which autograd refuses to save)."""
+    with torch.inference_mode(False):
+        return copy.deepcopy(module)
+
+
 def unet_dtypes(option: str, path: str, load_device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
     """``(weight dtype, manual cast dtype or None)`` for a weight-dtype option, the way ComfyUI picks them.
 
@@ -128,3 +177,38 @@ class Progress:
 def check_interrupted(*_args, **_kwargs) -> None:
     """A library cancel callback: raises ComfyUI's interruption exception when the user pressed Cancel."""
     comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def to_image(images: torch.Tensor) -> torch.Tensor:
+    """A library image ``[F, H, W, 3]`` or ``[H, W, 3]`` in 0..1 as a ComfyUI IMAGE (float32, batched)."""
+    images = images.detach().to(device=comfy.model_management.intermediate_device(), dtype=torch.float32)
+    return (images[None] if images.ndim == 3 else images).clamp(0.0, 1.0).contiguous()
+
+
+def to_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A library coverage ``[F, H, W]`` in 0..1 as a ComfyUI MASK."""
+    return (
+        mask.detach().to(device=comfy.model_management.intermediate_device(), dtype=torch.float32).clamp(0, 1)
+    )
+
+
+def depth_to_image(depth: torch.Tensor) -> torch.Tensor:
+    """Display encoding of a depth render ``[F, H, W]`` (metres, 0 = empty) as an IMAGE.
+
+    Inverse depth scaled to 0..1 over the whole clip (near is bright, empty is black), the
+    convention of depth ControlNets; one scale for all frames so the video does not flicker.
+    """
+    depth = depth.detach().float()
+    covered = depth > 0
+    inv = torch.where(covered, 1.0 / depth.clamp(min=1e-6), torch.zeros_like(depth))
+    if covered.any():
+        lo, hi = inv[covered].min(), inv[covered].max()
+        inv = torch.where(covered, 0.1 + 0.9 * (inv - lo) / (hi - lo).clamp(min=1e-6), inv)
+    return to_image(inv[..., None].expand(*inv.shape, 3))
+
+
+def normals_to_image(normals: torch.Tensor) -> torch.Tensor:
+    """Display encoding of camera-frame normals ``[F, H, W, 3]`` (0 = empty) as an IMAGE: ``n / 2 + 1/2``."""
+    normals = normals.detach().float()
+    covered = normals.abs().sum(-1, keepdim=True) > 0
+    return to_image(torch.where(covered, normals * 0.5 + 0.5, torch.zeros_like(normals)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -81,6 +82,25 @@ def amg_fixture_models(dest: Path) -> None:
     )
     convert_checkpoint(dest / "amg" / "tiny_amg.pth", dest / "amg" / "tiny_amg.safetensors", dtype="fp32")
     (dest / "amg" / "corrupt_amg.safetensors").write_bytes(b"\x00" * 64)
+
+
+def keypoints_fixture(path: Path, frames: int = 8, size: int = 64) -> None:
+    """An OpenPose JSON (POSE_KEYPOINT frames, pixels) of a mannequin walking in front of a static camera."""
+    from amg_model.camera.presets import camera_preset
+    from amg_model.smpl.body import load_body_model
+    from amg_model.smpl.keypoints import smpl_to_coco18
+    from amg_model.smpl.procedural import procedural_motion
+
+    motion = procedural_motion("walk", frames=frames, fps=8.0)
+    posed = load_body_model("mannequin").pose_person(motion.persons[0])
+    camera = camera_preset("static", frames=frames, width=size, height_px=size, distance=4.0)
+    uv, _ = camera.project(smpl_to_coco18(posed.joints, posed.face_landmarks))
+    rows = [
+        {"people": [{"pose_keypoints_2d": [v for x, y in uv[f].tolist() for v in (x, y, 0.9)]}],
+         "canvas_width": size, "canvas_height": size}
+        for f in range(frames)
+    ]  # fmt: skip
+    path.write_text(json.dumps(rows))
 
 
 class Server:
