@@ -8,13 +8,14 @@ adult. Each surface is skinned to the SMPL joints with weights that blend smooth
 joint, so elbows and knees bend without tearing; the same SMPL pose parameters drive it through
 ``kinematics.forward_kinematics`` (linear blend skinning, no pose-corrective shapes).
 
-Frame: y-up, metres, facing +z, the person's left on +x, feet on y = 0, T-pose at rest.
+Frame: y-up, metres, facing +z, the person's left on +x, T-pose at rest. The rest body sits
+where an SMPL body sits: pelvis at REST_PELVIS = (0, -0.22, 0), soles about 1.15 m below the
+origin, so the same ``transl`` puts a mannequin and an SMPL body in the same place.
 Translation: as smplx, ``transl`` is added to the posed body, whose pelvis stays at its rest
-position; unlike SMPL (rest pelvis near the origin) the mannequin's rest pelvis is at 0.93 m, so
-``transl = 0`` stands it on the floor. ``rest_joints(betas)[:, 0]`` gives the pelvis to convert.
+position. ``rest_joints(betas)`` and the soles' height give the ground contact.
 
-Shape: ``betas[0]`` scales the height, ``height = 1.70 m * exp(0.06 * betas[0])`` (about
-+-10 cm per unit, feet kept on the floor); ``betas[1]`` scales the girth, every vertex's distance
+Shape: ``betas[0]`` scales the height about the origin, ``height = 1.70 m * exp(0.06 * betas[0])``
+(about +-10 cm per unit); ``betas[1]`` scales the girth, every vertex's distance
 from its limb axis times ``exp(0.10 * betas[1])`` (less on head, hands and feet). Other betas
 have no effect.
 """
@@ -31,6 +32,10 @@ from amg_model.smpl.body import BodyModel, BodyOutput
 from amg_model.smpl.kinematics import SMPL_MIRROR, forward_kinematics
 
 MANNEQUIN_HEIGHT_M = 1.70
+# The mesh is modelled standing on y = 0 with the pelvis at 0.93 m, then moved so that the pelvis
+# lands where SMPL's rest pelvis is (about 0.22 m below the origin).
+REST_PELVIS = (0.0, -0.22, 0.0)
+_MODEL_TO_SMPL = np.array(REST_PELVIS) - np.array((0.0, 0.93, 0.0))
 HEIGHT_PER_BETA = 0.06  # log-scale of the height per unit of betas[0]
 GIRTH_PER_BETA = 0.10  # log-scale of the girth per unit of betas[1]
 
@@ -319,6 +324,8 @@ def mannequin_mesh() -> dict[str, np.ndarray]:
         dist = np.linalg.norm(mesh["vertices"] - np.asarray(target), axis=1)
         ids.append(int(np.argmin(np.where(head, dist, np.inf))))
     mesh["landmark_ids"] = np.array(ids, dtype=np.int64)
+    for key in ("vertices", "axis", "joints"):
+        mesh[key] = mesh[key] + _MODEL_TO_SMPL
     return mesh
 
 

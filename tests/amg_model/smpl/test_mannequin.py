@@ -10,7 +10,7 @@ from amg_model.errors import BodyModelError
 from amg_model.smpl.body import load_body_model, vertex_regions
 from amg_model.smpl.kinematics import SMPL_JOINT_NAMES, SMPL_PARENTS, forward_kinematics
 from amg_model.smpl.landmarks import REGION_HAIR, REGION_NAMES, REGION_SKIN_HEAD
-from amg_model.smpl.mannequin import Mannequin
+from amg_model.smpl.mannequin import REST_PELVIS, Mannequin
 from amg_model.smpl.motion import Person
 
 J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
@@ -64,8 +64,9 @@ def test_rest_pose_proportions(body):
     out = _pose(body)
     v, joints = out.vertices[0], out.joints[0]
     assert v.shape == (body.num_vertices, 3) and joints.shape == (24, 3)
-    assert abs(float(v[:, 1].max()) - 1.70) < 0.02  # height
-    assert -0.005 < float(v[:, 1].min()) < 0.02  # feet on the floor
+    assert abs(float(v[:, 1].max() - v[:, 1].min()) - 1.70) < 0.02  # height
+    assert abs(float(v[:, 1].min()) + 1.15) < 0.02  # soles where SMPL's are, pelvis near the origin
+    torch.testing.assert_close(joints[0], torch.tensor(REST_PELVIS, dtype=joints.dtype))
     assert 1.6 < float(v[:, 0].max() - v[:, 0].min()) < 1.9  # arm span close to the height
     torch.testing.assert_close(joints, body.rest_joints(torch.zeros(1, 10))[0])
     # facing +z, the person's left on +x, joints above their children in the legs
@@ -123,10 +124,9 @@ def test_betas_scale_height_and_girth(body):
     betas[1, 0] = 1.0
     betas[2, 1] = 2.0
     v = _pose(body, betas=betas, n=3).vertices
-    height = v[..., 1].max(dim=1).values
+    height = v[..., 1].max(dim=1).values - v[..., 1].min(dim=1).values
     torch.testing.assert_close(height[1] / height[0], torch.tensor(math.exp(0.06)))
-    assert abs(float(v[1, :, 1].min())) < 0.02  # feet stay on the floor
-    waist = (v[..., 1] - 1.06).abs() < 0.02
+    waist = (v[..., 1] + 0.09).abs() < 0.02
     width = torch.stack([v[i, waist[i], 0].abs().max() for i in range(3)])
     assert width[2] > width[0] * 1.15 and abs(float(height[2] - height[0])) < 0.01
 
