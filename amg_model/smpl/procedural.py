@@ -7,10 +7,12 @@ the velocity of the supporting foot, so feet do not slide and the pelvis bobs as
 Curves are evaluated on a fine time grid (at least OVERSAMPLE_HZ) before sampling the frames, so
 the result does not depend on the frame rate.
 
-Conventions: y-up world, the person starts at the origin facing +z and walks along +z.
-``transl`` is zero when standing in the rest pose (the feet then stand at their rest height;
-the ground is the plane under the rest-pose soles). Arms hang by the sides (SMPL's rest is a
-T-pose: shoulders are rotated about z by -/+ ARMS_DOWN_DEG). Joint angles are in degrees and
+Conventions: y-up world, the person starts at the origin facing +z and walks along +z, feet on
+the floor y = 0: motions are made for the mannequin, whose ``transl = 0`` stands it on the floor,
+and converted to other body types keeping the pelvis in place (formats.convert.change_body_type),
+so SMPL-family bodies stand near the floor (exactly only where their rest pelvis height above
+the soles is the mannequin's 0.93 m). Arms hang by the sides (SMPL's rest is a T-pose: shoulders
+are rotated about z by -/+ ARMS_DOWN_DEG). Joint angles are in degrees and
 compose as R = Rx @ Ry @ Rz (roma's intrinsic "XYZ"): for legs, negative x flexes the hip forward,
 positive x flexes the knee, negative x lifts the toes; positive x bends the spine forward.
 """
@@ -25,6 +27,7 @@ import roma
 import torch
 
 from amg_model.errors import MotionError
+from amg_model.smpl.formats.convert import change_body_type
 from amg_model.smpl.kinematics import SMPL_JOINT_NAMES, forward_kinematics
 from amg_model.smpl.motion import BODY_JOINTS, Motion, Person
 
@@ -433,16 +436,16 @@ def procedural_motion(
     mats = _rotmats(curves.angles, curves.yaw)
     transl = _place_root(mats, curves, dt)
     mats, transl = mats[::sub], transl[::sub]
-    joints = BODY_JOINTS[body_type]
     person = Person(
-        body_type=body_type,
+        body_type="mannequin",
         gender=gender,
         betas=torch.zeros(10) if betas is None else torch.as_tensor(betas, dtype=torch.float32).reshape(-1),
         global_orient=mats[:, 0].float(),
-        body_pose=mats[:, 1 : 1 + joints].float(),
+        body_pose=mats[:, 1:].float(),
         transl=transl.float(),
         name=kind,
     )
+    person = change_body_type(person, body_type)
     motion = Motion(persons=[person], fps=float(fps))
     motion.validate(f"procedural {kind}")
     return motion

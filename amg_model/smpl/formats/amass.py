@@ -18,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from amg_model.errors import MotionError
-from amg_model.smpl.formats.convert import Z_UP_TO_Y_UP, gender_of, to_tensor, transform_person
+from amg_model.smpl.formats.convert import (
+    Z_UP_TO_Y_UP,
+    change_body_type,
+    gender_of,
+    to_tensor,
+    transform_person,
+)
 from amg_model.smpl.formats.smpl_params import fps_of, person_from_params
 from amg_model.smpl.motion import Motion
 
@@ -30,8 +36,13 @@ def is_amass(data: Mapping) -> bool:
     return "poses" in data and "trans" in data and any(k in data for k in AMASS_FPS_KEYS)
 
 
-def motion_from_amass(data: Mapping, source: str, pelvis_rest=None, name: str = "") -> Motion:
-    """Build a y-up Motion (one person, smplh or smplx) from the arrays of an AMASS ``.npz``."""
+def motion_from_amass(
+    data: Mapping, source: str, pelvis_rest=None, body_type: str | None = None, name: str = ""
+) -> Motion:
+    """Build a y-up Motion (one person, smplh or smplx) from the arrays of an AMASS ``.npz``.
+
+    ``body_type`` converts to another body type (convert.change_body_type), e.g. "mannequin".
+    """
     poses = to_tensor(data["poses"], "poses", source)
     if poses.ndim != 2 or poses.shape[1] not in (156, 165):
         raise MotionError(
@@ -45,6 +56,7 @@ def motion_from_amass(data: Mapping, source: str, pelvis_rest=None, name: str = 
     if body_type == "smplx" and person.jaw_pose is None:
         raise MotionError(f"{source}: SMPL-X poses without a jaw pose; re-export the file.")
     person = transform_person(person, Z_UP_TO_Y_UP, pelvis_rest=pelvis_rest)
+    person = change_body_type(person, body_type, pelvis_rest)
     motion = Motion(persons=[person], fps=fps_of(data, None, source))
     motion.validate(source)
     return motion

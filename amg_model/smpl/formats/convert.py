@@ -24,7 +24,7 @@ DTYPE = torch.float32
 # where it is known (``pelvis_rest=``); these defaults are the templates' mean-shape values.
 PELVIS_REST = {
     "smpl": (-0.0018, -0.2233, 0.0282),
-    "mannequin": (-0.0018, -0.2233, 0.0282),
+    "mannequin": (0.0, 0.93, 0.0),  # stands on the floor at rest (smpl.mannequin)
     "smplh": (-0.0018, -0.2233, 0.0282),
     "smplx": (0.0031, -0.3514, 0.0120),
 }
@@ -131,13 +131,12 @@ def betas_vector(t: torch.Tensor, source: str) -> torch.Tensor:
 
 
 def body_type_for(num_joints: int, requested: str | None, source: str, has_face: bool = False) -> str:
-    """The body type for a body pose of ``num_joints`` joints, or the one the caller asked for."""
-    if requested is not None:
-        if BODY_JOINTS.get(requested) != num_joints:
-            raise MotionError(
-                f"{source}: body pose has {num_joints} joints but body type {requested!r} needs "
-                f"{BODY_JOINTS.get(requested, '?')}; choose a matching body type."
-            )
+    """The body type of data whose body pose has ``num_joints`` joints.
+
+    ``requested`` names the data's type when its joint count matches (smplh vs smplx, smpl); the
+    mannequin is never a file's native type (readers convert to it with change_body_type).
+    """
+    if requested is not None and requested != "mannequin" and BODY_JOINTS.get(requested) == num_joints:
         return requested
     if num_joints == 23:
         return "smpl"
@@ -145,6 +144,37 @@ def body_type_for(num_joints: int, requested: str | None, source: str, has_face:
         return "smplx" if has_face else "smplh"
     raise MotionError(
         f"{source}: body pose has {num_joints} joints; SMPL needs 23 and SMPL-H/SMPL-X need 21."
+    )
+
+
+def change_body_type(person: Person, body_type: str | None, pelvis_rest=None) -> Person:
+    """The same motion for another body type, keeping the pelvis where it is in the world.
+
+    23-joint poses lose their two hand joints on SMPL-H/X, 21-joint poses get identity hand
+    joints on SMPL / the mannequin; hand, jaw and expression tensors are kept only for SMPL-H/X.
+    ``transl`` is shifted by J0(source) - J0(target) (rest pelvis positions, PELVIS_REST;
+    ``pelvis_rest`` overrides the source's), so e.g. an SMPL motion loaded for the mannequin
+    stands where the SMPL body would.
+    """
+    if body_type is None or body_type == person.body_type:
+        return person
+    if body_type not in BODY_JOINTS:
+        raise MotionError(f"motion: unknown body type {body_type!r}; use one of {sorted(BODY_JOINTS)}.")
+    body = person.body_pose
+    joints = BODY_JOINTS[body_type]
+    if body.shape[1] > joints:
+        body = body[:, :joints]
+    elif body.shape[1] < joints:
+        eye = torch.eye(3, dtype=body.dtype).expand(body.shape[0], joints - body.shape[1], 3, 3)
+        body = torch.cat([body, eye], dim=1)
+    shift = pelvis_rest_of(person.body_type, pelvis_rest) - pelvis_rest_of(body_type)
+    extra = {}
+    if body_type in ("smpl", "mannequin"):
+        extra = {"left_hand_pose": None, "right_hand_pose": None, "jaw_pose": None, "expression": None}
+    elif body_type == "smplh":
+        extra = {"jaw_pose": None, "expression": None}
+    return replace(
+        person, body_type=body_type, body_pose=body, transl=person.transl + shift.to(person.transl), **extra
     )
 
 

@@ -22,7 +22,7 @@ import roma
 import torch
 
 from amg_model.errors import MotionError
-from amg_model.smpl.formats.convert import betas_vector, pelvis_rest_of, to_tensor
+from amg_model.smpl.formats.convert import betas_vector, change_body_type, pelvis_rest_of, to_tensor
 from amg_model.smpl.motion import Motion, Person
 
 MOTIONDIFF_FPS = 20.0
@@ -51,10 +51,6 @@ def motion_from_motiondiff(
             f"{source}: this MotionDiff file stores mesh vertices, not SMPL parameters; export the "
             "4D-Humans tracking results instead."
         )
-    if body_type not in ("smpl", "mannequin"):
-        raise MotionError(
-            f"{source}: MotionDiff motions are SMPL bodies; body_type must be 'smpl' or 'mannequin'."
-        )
     thetas = to_tensor(data["thetas"], "thetas", source)
     if thetas.ndim == 4 and thetas.shape[0] == 1:
         thetas = thetas[0]
@@ -71,14 +67,15 @@ def motion_from_motiondiff(
         torch.zeros(10) if betas is None else betas_vector(to_tensor(betas, "meta betas", source), source)
     )
     person = Person(
-        body_type=body_type,
+        body_type="smpl",
         gender="neutral",
         betas=betas_t,
         global_orient=mats[:, 0],
         body_pose=mats[:, 1:],
-        transl=root - pelvis_rest_of(body_type, pelvis_rest),
+        transl=root - pelvis_rest_of("smpl", pelvis_rest),
         name="0",
     )
+    person = change_body_type(person, body_type, pelvis_rest)
     motion = Motion(persons=[person], fps=float(fps) if fps is not None else MOTIONDIFF_FPS)
     motion.validate(source)
     return motion

@@ -18,7 +18,8 @@ Reading:
 - results are in the OpenCV camera frame (x right, y down, z forward); they are rotated 180 deg
   about x into our y-up world, so the camera sits at the origin looking along -z (see
   convert.transform_person for the pelvis-offset convention);
-- betas: the mean over the track's observations; body type "smpl" (or ``body_type="mannequin"``).
+- betas: the mean over the track's observations; body type "smpl" (``body_type=`` converts, see
+  convert.change_body_type).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from amg_model.errors import MotionError
 from amg_model.smpl.edit import sample_person
 from amg_model.smpl.formats.convert import (
     OPENCV_TO_Y_UP,
+    change_body_type,
     rotations,
     to_str,
     to_tensor,
@@ -82,12 +84,10 @@ def motion_from_phalp(
         gaps: "interpolate" or "hold" (see the module docstring).
         min_frames: drop tracks observed in fewer frames (spurious detections).
         tracks: keep only these track ids, in this order (default all, by id).
-        body_type: "smpl" or "mannequin" (both 23 body joints).
+        body_type: the body type to convert the SMPL tracks to (default "smpl").
     """
     if gaps not in ("interpolate", "hold"):
         raise MotionError(f"{source}: gaps must be 'interpolate' or 'hold', got {gaps!r}.")
-    if body_type not in ("smpl", "mannequin"):
-        raise MotionError(f"{source}: PHALP tracks are SMPL bodies; body_type must be 'smpl' or 'mannequin'.")
     frames = _frame_order(data, source)
     if not frames:
         raise MotionError(f"{source}: the tracking results hold no frames.")
@@ -162,7 +162,7 @@ def _track_person(tid, obs, total, gaps, body_type, source, pelvis_rest) -> Pers
         ]
     )
     observed = Person(
-        body_type=body_type,
+        body_type="smpl",
         gender="neutral",
         betas=betas,
         global_orient=orient,
@@ -176,4 +176,5 @@ def _track_person(tid, obs, total, gaps, body_type, source, pelvis_rest) -> Pers
         pos = torch.searchsorted(key_times, query, right=True).clamp(min=1) - 1
         query = key_times[pos]
     person = sample_person(observed, query, key_times)
-    return transform_person(person, OPENCV_TO_Y_UP, pelvis_rest=pelvis_rest)
+    person = transform_person(person, OPENCV_TO_Y_UP, pelvis_rest=pelvis_rest)
+    return change_body_type(person, body_type, pelvis_rest)

@@ -24,6 +24,7 @@ from amg_model.errors import MotionError
 from amg_model.smpl.formats.convert import (
     Z_UP_TO_Y_UP,
     betas_vector,
+    change_body_type,
     first_key,
     fit_frames,
     gender_of,
@@ -87,7 +88,8 @@ def stack_frames(frames: Sequence[Mapping], source: str) -> dict[str, np.ndarray
 
 
 def person_from_params(data: Mapping, source: str, body_type: str | None = None, name: str = "") -> Person:
-    """One Person from a dict of SMPL parameters (batched or single frame)."""
+    """One Person from a dict of SMPL parameters (batched or single frame), in the data's own body
+    type (``body_type`` only names it where the joint count allows, see convert.body_type_for)."""
     pose = pose_from_mapping(data, source, body_type)
     frames = pose["global_orient"].shape[0]
     transl = first_key(data, TRANSL_KEYS)
@@ -105,7 +107,7 @@ def person_from_params(data: Mapping, source: str, body_type: str | None = None,
         for k in ("left_hand_pose", "right_hand_pose", "jaw_pose", "expression")
         if k in pose
     }
-    return Person(
+    person = Person(
         body_type=pose["body_type"],
         gender=gender_of(data.get("gender"), source) if "gender" in data else "neutral",
         betas=betas_t,
@@ -115,6 +117,7 @@ def person_from_params(data: Mapping, source: str, body_type: str | None = None,
         name=name or to_str(data.get("name"), ""),
         **extra,
     )
+    return person
 
 
 def fps_of(data, default: float | None, source: str) -> float:
@@ -147,9 +150,10 @@ def motion_from_smpl_params(
         data: dict of arrays, list of per-frame dicts, or dict with a ``persons`` list.
         source: file name for error messages.
         fps: frame rate when the file stores none (a stored one wins).
-        body_type: force "smpl"/"mannequin" (23 joints) or "smplh"/"smplx" (21).
+        body_type: the data's type where the joint count allows ("smplh" vs "smplx"), else
+            the type to convert to (convert.change_body_type), e.g. "mannequin".
         up_axis: "y" (our world) or "z" (rotated -90 deg about x into y-up, about the origin).
-        pelvis_rest: rest pelvis J0 [3] used when re-orienting (default: template value).
+        pelvis_rest: rest pelvis J0 [3] of the file's body model (default: template value).
     """
     if isinstance(data, Sequence) and not isinstance(data, str | bytes):
         if not data:
@@ -176,6 +180,7 @@ def motion_from_smpl_params(
         raise MotionError(f"{source}: up_axis must be 'y' or 'z', got {up_axis!r}.")
     if up_axis == "z":
         persons = [transform_person(p, Z_UP_TO_Y_UP, pelvis_rest=pelvis_rest) for p in persons]
+    persons = [change_body_type(p, body_type, pelvis_rest) for p in persons]
     motion = Motion(persons=persons, fps=rate)
     motion.validate(source)
     return motion

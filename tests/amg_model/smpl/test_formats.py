@@ -363,3 +363,22 @@ def test_wrong_shapes_unknown_keys_nan(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(MotionError, match="x.txt.*unsupported"):
         load_motion(tmp_path / "x.txt")
+
+
+def test_change_body_type_keeps_pelvis(tmp_path):
+    from amg_model.smpl.formats.convert import change_body_type
+
+    p = random_person(3, "smpl")
+    for target in ("mannequin", "smplx", "smplh"):
+        q = change_body_type(p, target)
+        assert q.body_type == target and q.body_pose.shape[1] == (23 if target == "mannequin" else 21)
+        pelvis_p = p.transl + torch.tensor(PELVIS_REST["smpl"])
+        torch.testing.assert_close(q.transl + torch.tensor(PELVIS_REST[target]), pelvis_p)
+    back = change_body_type(change_body_type(p, "smplx"), "smpl")
+    torch.testing.assert_close(back.body_pose[:, 21:], torch.eye(3).expand(3, 2, 3, 3))
+    np.savez(tmp_path / "s.npz", poses=np.zeros((2, 72)), trans=np.zeros((2, 3)))
+    m = load_motion(tmp_path / "s.npz", body_type="mannequin").persons[0]
+    assert m.body_type == "mannequin"
+    torch.testing.assert_close(
+        m.transl[0] + torch.tensor(PELVIS_REST["mannequin"]), torch.tensor(PELVIS_REST["smpl"])
+    )
