@@ -251,8 +251,8 @@ def load_demo_models(
         real_vae = True
         notes.append(f"VAE: {vae_path}")
     else:
-        encode_video, decode_video = _projection_vae()
-        notes.append("VAE: stand-in (8x8 pooling and a fixed colour projection; pass --vae)")
+        encode_video, decode_video = _tiny_vae(device)
+        notes.append("VAE: tiny random weights (pass --vae)")
     return DemoModels(unet, encode_text, encode_video, decode_video, dim, real_vae, notes)
 
 
@@ -269,20 +269,33 @@ def _adapt_text_encoder(encoder: object) -> Callable[[str], torch.Tensor]:
     return encode
 
 
-def _adapt_vae(
-    vae: object, device: torch.device
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
-    """Frame-wise encode/decode from the library's VAE (``encode``/``decode`` on ``[F, H, W, 3]``)."""
+def _adapt_vae(vae: object, device: torch.device) -> tuple[VideoFn, VideoFn]:
+    """Video encode/decode in the demo's layout from the library's frame-wise ``VideoVAE``.
+
+    ``VideoVAE.encode`` takes ``[F, 3, H, W]`` in [-1, 1] and returns scaled latents ``[F, 4, h, w]``;
+    ``decode`` is its inverse.
+    """
     if not (hasattr(vae, "encode") and hasattr(vae, "decode")):
         raise CheckpointError("the loaded VAE has no encode/decode methods; update amg_model.")
 
     def encode(frames: torch.Tensor) -> torch.Tensor:
-        return vae.encode(frames.to(device))
+        x = frames.permute(0, 3, 1, 2).to(device) * 2.0 - 1.0  # [F, 3, H, W] in [-1, 1]
+        return vae.encode(x).permute(1, 0, 2, 3).unsqueeze(0).float()  # [1, 4, F, h, w]
 
     def decode(latents: torch.Tensor) -> torch.Tensor:
-        return vae.decode(latents.to(device)).float().cpu()
+        x = vae.decode(latents[0].permute(1, 0, 2, 3).to(device))  # [F, 3, H, W]
+        return ((x.float().cpu() + 1.0) * 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1)
 
     return encode, decode
+
+
+def _tiny_vae(device: torch.device) -> tuple[VideoFn, VideoFn]:
+    """Random-weight SD-shaped VAE (the projection stand-in if the library has none)."""
+    try:
+        from amg_model.model.vae import tiny_vae
+    except ImportError:
+        return _projection_vae()
+    return _adapt_vae(tiny_vae().to(device), device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -486,7 +499,7 @@ def reproduce_change_background(
     dev = _resolve_device(device)
     context_dim = data["caption_y"].shape[-1]
     models = load_demo_models(unet_path, vae_path, text_encoder_path, dev, context_dim=context_dim)
-    notes = [n for n in models.notes if not n.startswith(("text encoder", "VAE: stand-in"))]
+    notes = [n for n in models.notes if not n.startswith(("text encoder", "VAE: tiny"))]
     if text_encoder_path:
         with torch.no_grad():
             cond = models.encode_text(data["new_caption"])
