@@ -101,3 +101,16 @@ def test_convert_then_demo_with_converted_unet(tmp_path):
     args = ["--unet", str(converted), "--frames", "2", "--size", "16", "--steps", "1", "--no-progress"]
     assert main(["demo", "--out", str(tmp_path / "out"), *args]) == 0
     assert _frame_count(tmp_path / "out" / "demo.mp4") == 2
+
+
+def test_demo_with_vae_file_decodes_frames(tmp_path):
+    from safetensors.torch import save_file
+
+    from amg_model.model.vae import make_ldm_vae_state_dict
+
+    vae_path = tmp_path / "tiny_vae.safetensors"
+    save_file(make_ldm_vae_state_dict(seed=2, prefix="first_stage_model."), str(vae_path))
+    args = ["--vae", str(vae_path), "--frames", "3", "--size", "16", "--steps", "1", "--no-progress"]
+    assert main(["demo", "--out", str(tmp_path / "out"), *args]) == 0
+    assert _frame_count(tmp_path / "out" / "demo.mp4") == 3
+    assert cv2.imread(str(tmp_path / "out" / "demo_strip.png")).shape == (32, 48, 3)
