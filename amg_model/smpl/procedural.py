@@ -7,11 +7,11 @@ the velocity of the supporting foot, so feet do not slide and the pelvis bobs as
 Curves are evaluated on a fine time grid (at least OVERSAMPLE_HZ) before sampling the frames, so
 the result does not depend on the frame rate.
 
-Conventions: y-up world, the person starts at the origin facing +z and walks along +z, feet on
-the floor y = 0: motions are made for the mannequin, whose ``transl = 0`` stands it on the floor,
-and converted to other body types keeping the pelvis in place (formats.convert.change_body_type),
-so SMPL-family bodies stand near the floor (exactly only where their rest pelvis height above
-the soles is the mannequin's 0.93 m). Arms hang by the sides (SMPL's rest is a T-pose: shoulders
+Conventions: y-up world, the person starts above the origin facing +z and walks along +z, feet
+on the ground plane y = 0: the mannequin's rest soles (and about those of a mean-shape SMPL
+body) lie REST_SOLE_DEPTH_M below the origin, so standing is ``transl = (0, 1.15, 0)``. Motions
+are made for the mannequin and converted to other body types keeping the pelvis in place
+(formats.convert.change_body_type). Arms hang by the sides (SMPL's rest is a T-pose: shoulders
 are rotated about z by -/+ ARMS_DOWN_DEG). Joint angles are in degrees and
 compose as R = Rx @ Ry @ Rz (roma's intrinsic "XYZ"): for legs, negative x flexes the hip forward,
 positive x flexes the knee, negative x lifts the toes; positive x bends the spine forward.
@@ -32,6 +32,7 @@ from amg_model.smpl.kinematics import SMPL_JOINT_NAMES, forward_kinematics
 from amg_model.smpl.motion import BODY_JOINTS, Motion, Person
 
 OVERSAMPLE_HZ = 240.0
+REST_SOLE_DEPTH_M = 1.15  # smpl.mannequin: soles 1.15 m below the origin at rest
 ARMS_DOWN_DEG = 72.0
 CONTACT_SOFTNESS_M = 0.003
 # Gaussian sigmas that round the root path where the support changes feet: small horizontally
@@ -414,7 +415,7 @@ def procedural_motion(
 
     Returns:
         Motion with one Person named after the kind: global_orient [F, 3, 3],
-        body_pose [F, J, 3, 3], transl [F, 3] (y-up, starting at x = z = 0).
+        body_pose [F, J, 3, 3], transl [F, 3] (y-up, feet on y = 0, starting at x = z = 0).
     """
     if kind not in KINDS:
         raise MotionError(f"procedural motion: unknown kind {kind!r}; use one of {sorted(KINDS)}.")
@@ -435,6 +436,7 @@ def procedural_motion(
     curves = KINDS[kind](t, speed, duration=duration, angle_deg=angle_deg, hand=hand)
     mats = _rotmats(curves.angles, curves.yaw)
     transl = _place_root(mats, curves, dt)
+    transl[:, 1] += REST_SOLE_DEPTH_M
     mats, transl = mats[::sub], transl[::sub]
     person = Person(
         body_type="mannequin",

@@ -13,6 +13,7 @@ import roma
 import torch
 
 from amg_model.errors import MotionError
+from amg_model.smpl.mannequin import REST_PELVIS
 from amg_model.smpl.motion import BODY_JOINTS, Person
 
 DTYPE = torch.float32
@@ -24,7 +25,7 @@ DTYPE = torch.float32
 # where it is known (``pelvis_rest=``); these defaults are the templates' mean-shape values.
 PELVIS_REST = {
     "smpl": (-0.0018, -0.2233, 0.0282),
-    "mannequin": (0.0, 0.93, 0.0),  # stands on the floor at rest (smpl.mannequin)
+    "mannequin": REST_PELVIS,  # placed where an SMPL body rests (smpl.mannequin)
     "smplh": (-0.0018, -0.2233, 0.0282),
     "smplx": (0.0031, -0.3514, 0.0120),
 }
