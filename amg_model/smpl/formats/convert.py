@@ -276,7 +276,7 @@ def pose_from_mapping(data: Mapping, source: str, body_type: str | None = None) 
     jaw = first_key(data, ("jaw_pose", "pose_jaw"))
     if jaw is not None:
         out["jaw_pose"] = rotations(to_tensor(jaw, "jaw_pose", source), 1, "jaw_pose", source)[:, 0]
-    expr = first_key(data, ("expression", "expr"))
+    expr = first_key(data, ("expression", "expressions", "expr"))
     if expr is not None:
         e = to_tensor(expr, "expression", source)
         out["expression"] = e[None] if e.ndim == 1 else e.reshape(e.shape[0], -1)
