@@ -26,6 +26,7 @@ from amg_model.smpl.formats.npz import is_project_npz, motion_from_project_npz, 
 from amg_model.smpl.formats.phalp import is_phalp, motion_from_phalp
 from amg_model.smpl.formats.smpl_params import looks_like_smpl_params, motion_from_smpl_params
 from amg_model.smpl.motion import Motion
+from amg_model.smpl.unpickle import load_pickle
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ READERS: dict[str, Callable[..., Motion]] = {
     "smpl_params": motion_from_smpl_params,
 }
 SUFFIXES = (".npz", ".pt", ".pth", ".pkl", ".pickle", ".json")
+_JOBLIB_HINT = (
+    "convert it once to a plain pickle (pickle.dump(joblib.load(path), file)) in the tracker's "
+    "environment, then load the new .pkl."
+)
 
 
 def read_file(path: Path):
@@ -76,12 +81,16 @@ def read_file(path: Path):
             head = f.read(2)
         if head[:1] == b"\x78" and head[1:2] in (b"\x01", b"\x5e", b"\x9c", b"\xda"):
             raise MotionError(
-                f"{source}: is a compressed joblib file (as PHALP / 4D-Humans write); convert it once "
-                "with joblib.load and pickle.dump in the tracker's environment, then load the new .pkl."
+                f"{source}: is a compressed joblib file (as PHALP / 4D-Humans write); {_JOBLIB_HINT}"
             )
-        from amg_model.smpl.unpickle import load_pickle  # noqa: PLC0415 - optional, heavy-free
-
-        return load_pickle(path, error=MotionError)
+        try:
+            return load_pickle(path, error=MotionError)
+        except MotionError as err:
+            if "joblib" in str(err):  # joblib stores numpy arrays outside the pickle stream
+                raise MotionError(
+                    f"{source}: is a joblib file (as PHALP / 4D-Humans write); {_JOBLIB_HINT}"
+                ) from None
+            raise
     if suffix == ".json":
         try:
             with open(path, encoding="utf-8") as f:

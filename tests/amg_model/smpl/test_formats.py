@@ -265,8 +265,12 @@ def test_phalp_joblib_compressed_refused(tmp_path):
     import zlib
 
     (tmp_path / "j.pkl").write_bytes(zlib.compress(pickle.dumps({"a": 1}), 3))
-    with pytest.raises(MotionError, match="j.pkl.*joblib"):
+    with pytest.raises(MotionError, match="j.pkl.*joblib.*convert"):
         load_motion(tmp_path / "j.pkl")
+    # uncompressed joblib: numpy arrays are joblib NumpyArrayWrapper objects
+    (tmp_path / "u.pkl").write_bytes(b"\x80\x04cjoblib.numpy_pickle\nNumpyArrayWrapper\n)\x81.")
+    with pytest.raises(MotionError, match="u.pkl.*joblib.*convert"):
+        load_motion(tmp_path / "u.pkl")
 
 
 def test_pickle_with_code_refused(tmp_path):
