@@ -43,7 +43,8 @@ def render_avatars(
             None (the "casual" preset).
         size: (width, height) override in pixels; the camera is resized (``Camera.resized``).
         supersample: anti-aliasing factor s (the render happens at s x the size).
-        device: where to render; default the body model's device.
+        device: where to render; default the body model's device (bodies are posed on their own
+            device, then moved).
         progress: called as progress(frames_done, frames_total).
         lighting: the light set-up, or None for unlit colours.
         chunk_frames: frames per rasteriser pass; None chooses from a memory budget.
@@ -88,7 +89,7 @@ def render_avatars(
     vertices, faces, colors, uvs, textures = [], [], [], [], []
     regions_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for i, (person, model, look) in enumerate(zip(persons, models, looks, strict=True)):
-        model = model.to(device)
+        # Pose where the body model lives (the caller's model is never moved); render on device.
         with torch.no_grad():
             posed = model.pose_person(person).vertices.to(device=device, dtype=torch.float32)
         if id(model) not in regions_cache:
@@ -96,7 +97,7 @@ def render_avatars(
         regions, rest = regions_cache[id(model)]
         vertices.append(posed)
         faces.append(model.faces.to(device))
-        colors.append(vertex_colors(look, regions, rest))
+        colors.append(vertex_colors(look, regions.to(device), rest))
         if look.uv is not None and tuple(look.uv.shape) != (posed.shape[1], 2):
             raise RenderError(
                 f"Person {person.name or i}: uv has shape {tuple(look.uv.shape)}; "

@@ -21,6 +21,7 @@ camera or crossing the near plane) are dropped, not clipped; degenerate triangle
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -111,10 +112,13 @@ def render_meshes(
     width, height, s = camera.width, camera.height, supersample
     cam = _camera_to(camera, device)
 
-    per_frame = (height * s + _BLOCK_MAX) * (width * s + _BLOCK_MAX) * 8 + height * width * s * s * 72
+    # Per frame: z-buffer and face map (24 bytes a supersample) + shading (about 400 bytes per
+    # shaded sample, allowing for a third of the image covered); plus one pass of fragments.
+    per_frame = (height * s + _BLOCK_MAX) * (width * s + _BLOCK_MAX) * 24 + height * width * s * s * 40
     per_frame += verts.shape[1] * 64 + tris.shape[0] * 96
     if chunk_frames is None:
-        chunk_frames = max(1, min(n_frames, memory_budget_mb * 2**20 // per_frame))
+        usable = memory_budget_mb * 2**20 - _MAX_FRAGMENTS * 40
+        chunk_frames = max(1, min(n_frames, usable // per_frame))
     if chunk_frames < 1:
         raise RenderError(f"chunk_frames is {chunk_frames}; it must be at least 1.")
 
@@ -242,16 +246,11 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     zbuf = _rasterize(tx, ty, tz, frame_of.repeat_interleave(n_tris), fc, hs, ws, near, cull_backfaces)
     hp, wp = zbuf.shape[1:]
 
-    # Covered supersamples and their nearest face (the key's low 32 bits). From here on every
-    # per-sample quantity is a row of M values (channels first): contiguous, fast on the CPU.
-    pix = (zbuf[:, :hs, :ws] >= 2**32).reshape(-1).nonzero()[:, 0]
-    frame = pix // (hs * ws)
-    rem = pix - frame * (hs * ws)
-    yi = rem // ws
-    xi = rem - yi * ws
-    f = zbuf.view(-1)[frame * (hp * wp) + yi * wp + xi] & 0xFFFFFFFF
+    # Where to shade (like MSAA): once at the centre of an output pixel whose samples all see one
+    # face, once per covered sample elsewhere (edges). From here on every per-sample quantity is
+    # a row of M values (channels first): contiguous, fast on the CPU.
+    frame, px, py, opix, weight, f = _shading_samples(zbuf[:, :hs, :ws], s)
     del zbuf
-    px, py = xi.float() + 0.5, yi.float() + 0.5
 
     # Perspective-correct barycentrics: screen-space ones divided by depth, renormalised.
     corners = torch.cat([tx.T, ty.T, tz.T]).index_select(1, f)  # [9, M]: x0 x1 x2 y0 y1 y2 z0 z1 z2
@@ -293,21 +292,17 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
                 albedo[:, sel] = sampled[0, :, 0]
     color = shade(albedo, normal, view, lighting) if lighting is not None else albedo.clamp(0, 1)
 
-    # Box filter: every supersample adds 1 / s^2 of itself to its output pixel.
-    h, wd = cam.height, cam.width
-    hw = h * wd
-    first = frames.start * hw
-    opix = frame * hw + (yi // s) * wd + xi // s  # within the chunk
-    weight = 1.0 / (s * s)
-    gpix = opix + first
+    # Box filter: every sample adds its weight (its share of the output pixel) to the pixel.
+    hw = cam.height * cam.width
+    gpix = opix + frames.start * hw
     image, normals = out.image.view(-1), out.normals.view(-1)
     for c in range(3):
         image.index_add_(0, gpix * 3 + c, color[c] * weight)
         normals.index_add_(0, gpix * 3 + c, normal[c] * weight)
     out.depth.view(-1).index_add_(0, gpix, depth * weight)
-    out.mask.view(-1).index_add_(0, gpix, torch.full_like(depth, weight))
+    out.mask.view(-1).index_add_(0, gpix, weight)
     ppix = ((frame + frames.start) * n_persons + person) * hw + opix - frame * hw
-    out.person_masks.view(-1).index_add_(0, ppix, torch.full_like(depth, weight))
+    out.person_masks.view(-1).index_add_(0, ppix, weight)
 
     # Depth: coverage-weighted mean; normals: unit length (only where something was drawn).
     cover = out.mask[frames].reshape(-1)
@@ -318,6 +313,61 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     nrm = out.normals[frames].view(-1, 3)
     n_drawn = nrm[drawn]
     nrm[drawn] = n_drawn * torch.rsqrt((n_drawn**2).sum(1, keepdim=True) + 1e-24)
+
+
+def _shading_samples(key: torch.Tensor, s: int):
+    """The samples to shade, from a supersampled z-buffer.
+
+    Args:
+        key: [Fc, H * s, W * s] int64 z-buffer keys (face index + 1 in the low 32 bits, 0 where
+            nothing is drawn).
+        s: the supersampling factor.
+
+    Returns:
+        frame [M], px [M], py [M] (supersampled pixel coordinates of the sample), opix [M] (output
+        pixel index within the chunk), weight [M] (share of the output pixel: 1 for a pixel
+        whose s x s samples all see one face, shaded once at its centre; 1 / s^2 for each
+        covered sample of any other pixel), face [M] (index into the chunk's triangles).
+    """
+    fc, hs, ws = key.shape
+    h, w = hs // s, ws // s
+    if sys.byteorder == "little":
+        face = key.view(torch.int32)[..., 0::2]  # the low words, without a pass over the buffer
+    else:
+        face = (key & 0xFFFFFFFF).to(torch.int32)
+    fmin = fmax = face[:, 0::s, 0::s]
+    for dy in range(s):
+        for dx in range(s):
+            if dy or dx:
+                sub = face[:, dy::s, dx::s]
+                fmin, fmax = torch.minimum(fmin, sub), torch.maximum(fmax, sub)
+    fmin, fmax = fmin.reshape(-1), fmax.reshape(-1)
+    whole = ((fmin == fmax) & (fmin > 0)).nonzero()[:, 0]
+    mixed = (fmin != fmax).nonzero()[:, 0]
+    # Pixels of one face: their centre, weight 1.
+    frame_u = whole // (h * w)
+    rem = whole - frame_u * (h * w)
+    y_u = rem // w
+    px_u = ((rem - y_u * w).float() + 0.5) * s
+    py_u = (y_u.float() + 0.5) * s
+    # Mixed pixels: each covered sample, weight 1 / s^2.
+    frame_m = mixed // (h * w)
+    rem = mixed - frame_m * (h * w)
+    y_m = rem // w
+    offs = torch.arange(s, device=key.device)
+    yi = (y_m * s)[:, None, None] + offs[None, :, None]  # [Mm, s, 1]
+    xi = ((rem - y_m * w) * s)[:, None, None] + offs[None, None, :]  # [Mm, 1, s]
+    f_m = face[frame_m[:, None, None], yi, xi].reshape(-1)  # [Mm * s * s]
+    yi, xi = yi.expand(-1, s, s).reshape(-1), xi.expand(-1, s, s).reshape(-1)
+    keep = (f_m > 0).nonzero()[:, 0]
+    owner = keep // (s * s)
+    frame = torch.cat([frame_u, frame_m[owner]])
+    px = torch.cat([px_u, xi[keep].float() + 0.5])
+    py = torch.cat([py_u, yi[keep].float() + 0.5])
+    opix = torch.cat([whole, mixed[owner]])
+    weight = torch.cat([torch.ones_like(px_u), torch.full_like(px[px_u.numel() :], 1.0 / (s * s))])
+    face_index = torch.cat([fmin[whole], f_m[keep]]).long() - 1
+    return frame, px, py, opix, weight, face_index
 
 
 def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) -> torch.Tensor:
@@ -332,8 +382,8 @@ def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) ->
         cull_backfaces: drop triangles whose corners run clockwise on screen (x right, y down).
 
     Returns:
-        [n_frames, hs + pad, ws + pad] int64 z-buffer: per pixel (inverse depth bits << 32) | index
-        (into N) of the nearest triangle; below 2**32 where nothing is drawn. Only the top-left
+        [n_frames, hs + pad, ws + pad] int64 z-buffer: per pixel (inverse depth bits << 32) |
+        (index (into N) of the nearest triangle + 1); 0 where nothing is drawn. Only the top-left
         hs x ws part is the image.
     """
     device = tx.device
@@ -398,6 +448,7 @@ def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) ->
         bw = torch.cat([bw[small], torch.full_like(owner, _BLOCK_MAX)])
         bh = torch.cat([bh[small], torch.full_like(owner, _BLOCK_MAX)])
 
+    face_key = face_id + 1  # 0 stays "nothing drawn"
     # Group blocks by size class; evaluate each class with one matrix product.
     sizes = torch.tensor(_BLOCK_SIZES, device=device)
     n_sizes = len(_BLOCK_SIZES)
@@ -421,8 +472,11 @@ def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) ->
             sel = order[s0 : min(start + count, s0 + step)]
             values = (coef[sel].reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
             inside = values[:, :3].amin(1) >= -_EDGE_EPS
-            inv_depth = torch.where(inside, values[:, 3], torch.zeros((), device=device))
-            key = inv_depth.view(torch.int32).long().bitwise_left_shift_(32).bitwise_or_(face_id[sel, None])
+            # Inverse depth is positive inside, so its float bits order like the value.
+            key = (
+                values[:, 3].view(torch.int32).long().bitwise_left_shift_(32).bitwise_or_(face_key[sel, None])
+            )
+            key = torch.where(inside, key, torch.zeros((), dtype=torch.long, device=device))
             zbuf.scatter_reduce_(0, (base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
         start += count
     return zbuf.view(n_frames, hp, wp)
