@@ -29,6 +29,7 @@ import torch
 from amg_model.errors import MotionError
 from amg_model.smpl.formats.convert import change_body_type
 from amg_model.smpl.kinematics import SMPL_JOINT_NAMES, forward_kinematics
+from amg_model.smpl.mannequin import REST_PELVIS, rest_joints_array
 from amg_model.smpl.motion import BODY_JOINTS, Motion, Person
 
 OVERSAMPLE_HZ = 240.0
@@ -42,33 +43,32 @@ HEIGHT_SMOOTHING_S = 0.06
 GRAVITY = 9.81
 J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
 
-# Approximate rest joint positions of a mean-shape SMPL body (metres, y-up, facing +z): offsets
-# from each joint's parent, turned into positions below. Only used to place the root.
-_REST_OFFSETS = {
-    "pelvis": (0.0, -0.22, 0.03), "left_hip": (0.06, -0.09, -0.01), "right_hip": (-0.06, -0.09, -0.01),
-    "spine1": (0.0, 0.11, -0.02), "left_knee": (0.04, -0.38, 0.0), "right_knee": (-0.04, -0.38, 0.0),
-    "spine2": (0.0, 0.13, 0.0), "left_ankle": (-0.01, -0.40, -0.04), "right_ankle": (0.01, -0.40, -0.04),
-    "spine3": (0.0, 0.05, 0.02), "left_foot": (0.04, -0.06, 0.12), "right_foot": (-0.04, -0.06, 0.12),
-    "neck": (0.0, 0.21, -0.03), "left_collar": (0.07, 0.12, -0.01), "right_collar": (-0.07, 0.12, -0.01),
-    "head": (0.0, 0.09, 0.05), "left_shoulder": (0.12, 0.04, -0.01), "right_shoulder": (-0.12, 0.04, -0.01),
-    "left_elbow": (0.26, -0.01, -0.02), "right_elbow": (-0.26, -0.01, -0.02),
-    "left_wrist": (0.25, 0.01, 0.0), "right_wrist": (-0.25, 0.01, 0.0),
-    "left_hand": (0.08, -0.01, -0.01), "right_hand": (-0.08, -0.01, -0.01),
-}  # fmt: skip
-
 
 def _rest_joints() -> torch.Tensor:
-    from amg_model.smpl.kinematics import SMPL_PARENTS
-
-    pos: list[torch.Tensor] = []
-    for j, name in enumerate(SMPL_JOINT_NAMES):
-        off = torch.tensor(_REST_OFFSETS[name], dtype=torch.float64)
-        pos.append(off if SMPL_PARENTS[j] < 0 else pos[SMPL_PARENTS[j]] + off)
-    return torch.stack(pos)
+    """The mannequin's rest joints [24, 3], placed as the mannequin body places them."""
+    joints = torch.from_numpy(rest_joints_array())
+    return joints - joints[0] + torch.tensor(REST_PELVIS, dtype=joints.dtype)
 
 
-REST_JOINTS = _rest_joints()  # [24, 3]
-_CONTACTS = (J["left_ankle"], J["left_foot"], J["right_ankle"], J["right_foot"])
+REST_JOINTS = _rest_joints()  # [24, 3] the skeleton used to place the root
+
+
+def _sole_points() -> tuple[list[int], torch.Tensor]:
+    """Heel, ball and toe tip of each sole (left then right): bone index [6] and rest point [6, 3].
+
+    Heel and ball move with the ankle, the toe tip with the toes; measured from the mannequin's
+    feet (heel 4.5 cm behind the ankle, toe tip 7.5 cm in front of the toe joint).
+    """
+    bones, points = [], []
+    for side in ("left", "right"):
+        ankle, toe = REST_JOINTS[J[f"{side}_ankle"]], REST_JOINTS[J[f"{side}_foot"]]
+        sole = -REST_SOLE_DEPTH_M
+        bones += [J[f"{side}_ankle"], J[f"{side}_ankle"], J[f"{side}_foot"]]
+        points += [(ankle[0], sole, ankle[2] - 0.045), (toe[0], sole, toe[2]), (toe[0], sole, toe[2] + 0.075)]
+    return bones, torch.tensor(points, dtype=torch.float64)
+
+
+_SOLE_BONES, _SOLE_POINTS = _sole_points()
 
 Angles = dict[str, torch.Tensor]  # joint name -> [N, 3] degrees (x, y, z)
 
@@ -84,6 +84,8 @@ class Curves:
         gate: [N] 1 on the ground, 0 in flight landing in place, -1 in flight keeping momentum.
         support: [N] share of the weight on the left foot (the right has the rest), or None to
             let the lowest foot carry it.
+        travel: whether the feet move the body horizontally (False: the pelvis stays above its
+            start and the feet pivot under it, as in turning on the spot).
     """
 
     angles: Angles
@@ -91,6 +93,7 @@ class Curves:
     lift: torch.Tensor
     gate: torch.Tensor
     support: torch.Tensor | None = None
+    travel: bool = True
 
 
 def _bump(phase: torch.Tensor, centre: float, width: float) -> torch.Tensor:
@@ -207,6 +210,9 @@ def _gait(t: torch.Tensor, speed: float, run: bool) -> Curves:
         a[f"{side}_hip"][:, 0] = -amp * hip
         a[f"{side}_knee"][:, 0] = amp * knee
         a[f"{side}_ankle"][:, 0] = -amp * ankle
+        sign = 1.0 if side == "left" else -1.0  # feet a little towards the midline, soles flat
+        a[f"{side}_hip"][:, 2] = -3.5 * sign
+        a[f"{side}_ankle"][:, 2] = 3.5 * sign
     a["pelvis"][:, 1] = 4 * amp * torch.cos(phase)  # pelvis turns with the forward leg
     a["pelvis"][:, 2] = 2.5 * amp * torch.cos(2 * phase + 0.6)  # drops on the swing side
     a["spine2"][:, 1] = -5 * amp * torch.cos(phase)  # torso counter-rotates
@@ -302,7 +308,7 @@ def _turn(t: torch.Tensor, speed: float, duration: float, angle_deg: float = 180
         a[f"{side}_knee"][:, 0] += 40 * lift
         a[f"{side}_ankle"][:, 0] += -8 * lift
     _arms_swing(a, 5 * torch.sin(phase) * env, 15.0, 0.0)
-    return replace(curves, yaw=yaw)
+    return replace(curves, yaw=yaw, travel=False)
 
 
 KINDS: dict[str, Callable] = {
@@ -326,17 +332,19 @@ def _rotmats(a: Angles, yaw_deg: torch.Tensor) -> torch.Tensor:
 
 def _place_root(mats: torch.Tensor, curves: Curves, dt: float) -> torch.Tensor:
     """Root translation [N, 3] that keeps the supporting foot planted (see the module docstring)."""
-    joints, _ = forward_kinematics(mats, REST_JOINTS.to(mats))
-    pts = joints[:, list(_CONTACTS)]  # [N, 4, 3] heels and toes, root at rest, no translation
-    clearance = pts[..., 1] - REST_JOINTS[list(_CONTACTS), 1].to(mats)
+    _, transforms = forward_kinematics(mats, REST_JOINTS.to(mats))
+    bone = transforms[:, _SOLE_BONES]  # [N, 6, 4, 4] rest point -> posed point, no translation
+    rest = _SOLE_POINTS.to(mats)
+    pts = (bone[..., :3, :3] @ rest[..., None])[..., 0] + bone[..., :3, 3]  # [N, 6, 3]
+    clearance = pts[..., 1] - rest[:, 1]
     w = torch.softmax(-clearance / CONTACT_SOFTNESS_M, dim=-1)  # [N, 4] support weights
     if curves.support is not None:  # the kind says which foot; heel or toe: the lower one
-        left = torch.softmax(-clearance[:, :2] / CONTACT_SOFTNESS_M, dim=-1) * curves.support[:, None]
-        right = torch.softmax(-clearance[:, 2:] / CONTACT_SOFTNESS_M, dim=-1) * (1 - curves.support[:, None])
+        left = torch.softmax(-clearance[:, :3] / CONTACT_SOFTNESS_M, dim=-1) * curves.support[:, None]
+        right = torch.softmax(-clearance[:, 3:] / CONTACT_SOFTNESS_M, dim=-1) * (1 - curves.support[:, None])
         w = torch.cat([left, right], dim=-1)
     gate, lift = curves.gate, curves.lift
     ground = -CONTACT_SOFTNESS_M * torch.logsumexp(-clearance / CONTACT_SOFTNESS_M, dim=-1)
-    ground = ground + CONTACT_SOFTNESS_M * math.log(len(_CONTACTS))  # 0 when all touch
+    ground = ground + CONTACT_SOFTNESS_M * math.log(len(_SOLE_BONES))  # 0 when all touch
     y = -ground
     vel = (pts[1:] - pts[:-1]) / dt  # [N-1, 4, 3] contact point velocities relative to the root
     step_vel = -(0.5 * (w[1:] + w[:-1])[..., None] * vel).sum(1)  # cancels the supporting points
@@ -356,15 +364,22 @@ def _place_root(mats: torch.Tensor, curves: Curves, dt: float) -> torch.Tensor:
             j += 1
         a, b = max(i - 1, 0), min(j, n - 1)
         if b > a:
-            if gate[i] < -0.5 and a > 0:  # momentum: keep the take-off velocity
-                step_vel[a:b] = step_vel[a - 1]
+            if gate[i] < -0.5 and a > 0:  # momentum: keep the take-off velocity (forward only)
+                step_vel[a:b] = step_vel[a - 1] * torch.tensor([0.0, 1.0, 1.0], dtype=step_vel.dtype)
             else:  # land the support point where it took off (jumping in place)
                 step_vel[a:b] = (contact[a] - contact[b]) / ((b - a) * dt)
             u = torch.linspace(0, 1, b - a + 1, dtype=y.dtype)
             y = torch.cat([y[:a], y[a] + (y[b] - y[a]) * u, y[b + 1 :]])
         i = j
     y = y + lift
+    if not curves.travel:
+        step_vel = torch.zeros_like(step_vel)
     xz = torch.cat([torch.zeros(1, 3, dtype=mats.dtype), torch.cumsum(step_vel * dt, 0)])
+    if curves.support is not None and len(xz) > 2:  # gaits go straight along +z: remove the
+        # sideways drift left by small left/right asymmetries (least-squares slope of x over time)
+        t = torch.arange(len(xz), dtype=xz.dtype)
+        slope = ((t - t.mean()) * (xz[:, 0] - xz[:, 0].mean())).sum() / ((t - t.mean()) ** 2).sum()
+        xz[:, 0] = xz[:, 0] - slope * t
     root = torch.stack([xz[:, 0], y, xz[:, 2]], dim=-1)
     root = _smooth(root, ROOT_SMOOTHING_S / dt)
     root[:, 1] = _smooth(root[:, 1:2], HEIGHT_SMOOTHING_S / dt)[:, 0]
