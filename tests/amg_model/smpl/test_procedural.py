@@ -133,3 +133,13 @@ def test_bad_arguments():
         procedural_motion("walk", body_type="robot")
     with pytest.raises(MotionError, match="positive"):
         procedural_motion("walk", frames=0)
+
+
+@pytest.mark.parametrize("kind", ["idle", "walk", "turn"])
+def test_soles_on_the_ground_with_the_mannequin(kind):
+    from amg_model.smpl.body import load_body_model
+
+    motion = procedural_motion(kind, frames=24, fps=12.0)
+    vertices = load_body_model("mannequin").pose_person(motion.persons[0]).vertices
+    lowest = vertices[..., 1].amin(dim=1)  # [F] lowest point of the body per frame
+    assert lowest.abs().max() < 0.04, lowest
