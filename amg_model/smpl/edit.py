@@ -4,7 +4,7 @@ Conventions: world y-up, metres; rotations are matrices; frame indices are 0-bas
 half-open like Python slices. Functions that move a whole posed body (rotate_motion, mirror_motion)
 rotate it about the rest pelvis J0 as smplx does; without a body model the template value
 (formats.convert.PELVIS_REST) is used. Turning about the vertical and mirroring depend only on
-J0's horizontal components, which betas move by about a centimetre at most; pass
+J0's horizontal components, which lie near the body's midline for every shape; pass
 ``pelvis_rest=`` for the exact J0.
 """
 
