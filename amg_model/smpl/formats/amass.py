@@ -9,7 +9,8 @@ AMASS is z-up; our world is y-up. The whole posed body is rotated by -90 degrees
 x axis, about the world origin: global_orient' = M @ global_orient and
 transl' = M @ (transl + J0) - J0, where J0 is the rest pelvis position of the body model. J0 depends
 on the body model file and the betas; without a body model we use the template mean-shape value
-(convert.PELVIS_REST), which places the body within about 2 cm of the exact position. Pass
+(convert.PELVIS_REST); the body is then off by about 1.4 times the difference between the true
+J0 and the template's (zero for the mean shape, centimetres for unusual shapes). Pass
 ``pelvis_rest=`` (the J0 of the loaded body model with these betas) for the exact result.
 """
 
