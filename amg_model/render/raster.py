@@ -105,6 +105,10 @@ def render_meshes(
     Returns:
         RenderOutput with image, person_masks, mask, depth and normals at camera size.
     """
+    if sys.byteorder != "little":
+        raise RenderError(
+            "The rasteriser packs its z-buffer for little-endian machines; this one is big-endian."
+        )
     meshes = _prepare_meshes(vertices, faces, vertex_colors, camera, supersample, uv, texture)
     verts, tris, colors, face_person, uvs, textures = meshes
     device = verts.device
@@ -319,8 +323,8 @@ def _shading_samples(key: torch.Tensor, s: int):
     """The samples to shade, from a supersampled z-buffer.
 
     Args:
-        key: [Fc, H * s, W * s] int64 z-buffer keys (face index + 1 in the low 32 bits, 0 where
-            nothing is drawn).
+        key: [Fc, H * s, W * s] int64 z-buffer keys (face index + 1 in the low 32 bits, inverse
+            depth bits in the high ones, 0 where nothing is drawn).
         s: the supersampling factor.
 
     Returns:
@@ -331,19 +335,20 @@ def _shading_samples(key: torch.Tensor, s: int):
     """
     fc, hs, ws = key.shape
     h, w = hs // s, ws // s
-    if sys.byteorder == "little":
-        face = key.view(torch.int32)[..., 0::2]  # the low words, without a pass over the buffer
-    else:
-        face = (key & 0xFFFFFFFF).to(torch.int32)
+    words = key.view(torch.int32)  # [Fc, hs, 2 ws]: (face + 1, inverse depth bits) per sample
+    face, depth_bits = words[..., 0::2], words[..., 1::2]
     fmin = fmax = face[:, 0::s, 0::s]
+    dmin = dmax = depth_bits[:, 0::s, 0::s]
     for dy in range(s):
         for dx in range(s):
             if dy or dx:
-                sub = face[:, dy::s, dx::s]
+                sub, dsub = face[:, dy::s, dx::s], depth_bits[:, dy::s, dx::s]
                 fmin, fmax = torch.minimum(fmin, sub), torch.maximum(fmax, sub)
-    fmin, fmax = fmin.reshape(-1), fmax.reshape(-1)
-    whole = ((fmin == fmax) & (fmin > 0)).nonzero()[:, 0]
-    mixed = (fmin != fmax).nonzero()[:, 0]
+                dmin, dmax = torch.minimum(dmin, dsub), torch.maximum(dmax, dsub)
+    fmin = fmin.reshape(-1)
+    whole_mask = (dmin > 0).reshape(-1) & (fmin == fmax.reshape(-1))
+    whole = whole_mask.nonzero()[:, 0]
+    mixed = ((dmax > 0).reshape(-1) & ~whole_mask).nonzero()[:, 0]
     # Pixels of one face: their centre, weight 1.
     frame_u = whole // (h * w)
     rem = whole - frame_u * (h * w)
@@ -358,8 +363,9 @@ def _shading_samples(key: torch.Tensor, s: int):
     yi = (y_m * s)[:, None, None] + offs[None, :, None]  # [Mm, s, 1]
     xi = ((rem - y_m * w) * s)[:, None, None] + offs[None, None, :]  # [Mm, 1, s]
     f_m = face[frame_m[:, None, None], yi, xi].reshape(-1)  # [Mm * s * s]
+    covered = depth_bits[frame_m[:, None, None], yi, xi].reshape(-1) > 0
     yi, xi = yi.expand(-1, s, s).reshape(-1), xi.expand(-1, s, s).reshape(-1)
-    keep = (f_m > 0).nonzero()[:, 0]
+    keep = covered.nonzero()[:, 0]
     owner = keep // (s * s)
     frame = torch.cat([frame_u, frame_m[owner]])
     px = torch.cat([px_u, xi[keep].float() + 0.5])
@@ -383,8 +389,8 @@ def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) ->
 
     Returns:
         [n_frames, hs + pad, ws + pad] int64 z-buffer: per pixel (inverse depth bits << 32) |
-        (index (into N) of the nearest triangle + 1); 0 where nothing is drawn. Only the top-left
-        hs x ws part is the image.
+        (index (into N) of the nearest triangle + 1); the high word is 0 where nothing is drawn.
+        Only the top-left hs x ws part is the image.
     """
     device = tx.device
     pad = _BLOCK_MAX
@@ -448,7 +454,7 @@ def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) ->
         bw = torch.cat([bw[small], torch.full_like(owner, _BLOCK_MAX)])
         bh = torch.cat([bh[small], torch.full_like(owner, _BLOCK_MAX)])
 
-    face_key = face_id + 1  # 0 stays "nothing drawn"
+    face_word = (face_id + 1).to(torch.int32)  # face index + 1, so that 0 is "nothing"
     # Group blocks by size class; evaluate each class with one matrix product.
     sizes = torch.tensor(_BLOCK_SIZES, device=device)
     n_sizes = len(_BLOCK_SIZES)
@@ -472,11 +478,12 @@ def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) ->
             sel = order[s0 : min(start + count, s0 + step)]
             values = (coef[sel].reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
             inside = values[:, :3].amin(1) >= -_EDGE_EPS
-            # Inverse depth is positive inside, so its float bits order like the value.
-            key = (
-                values[:, 3].view(torch.int32).long().bitwise_left_shift_(32).bitwise_or_(face_key[sel, None])
-            )
-            key = torch.where(inside, key, torch.zeros((), dtype=torch.long, device=device))
+            # key = (inverse depth bits << 32) | face: the two 32-bit words side by side, read as
+            # one int64 (little-endian). Inverse depth is positive inside, so its bits order like
+            # the value; outside it is 0 (the face word then carries no meaning).
+            inv_depth = torch.where(inside, values[:, 3], torch.zeros((), device=device))
+            words = torch.stack([face_word[sel, None].expand_as(inv_depth), inv_depth.view(torch.int32)], -1)
+            key = words.view(torch.long)
             zbuf.scatter_reduce_(0, (base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
         start += count
     return zbuf.view(n_frames, hp, wp)

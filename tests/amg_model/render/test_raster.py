@@ -167,3 +167,14 @@ def test_empty_view_and_errors():
         render_meshes([at(v, (0, 0, 3.0))], [f], [flat(v, (1, 1, 1))], pinhole(), supersample=0)
     with pytest.raises(RenderError, match="empty"):
         render_meshes([], [], [], pinhole())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    v, f = sphere_mesh(0.5, 12, 24)
+    meshes = [at(v, (0.2, 0, 3.0), 2), at(v, (-0.2, 0.1, 3.5), 2)]
+    cols = [flat(v, (0.9, 0.4, 0.2)), flat(v, (0.2, 0.5, 0.9))]
+    cpu = render_meshes(meshes, [f, f], cols, pinhole(2))
+    gpu = render_meshes([m.cuda() for m in meshes], [f.cuda()] * 2, [c.cuda() for c in cols], pinhole(2))
+    for a, b in zip(vars(cpu).values(), vars(gpu).values(), strict=True):
+        assert torch.allclose(a, b.cpu(), atol=1e-4)
