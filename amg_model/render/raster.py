@@ -9,9 +9,11 @@ The pipeline per chunk of frames:
    the three edge distances and the inverse depth with one matrix product;
 3. pack (inverse depth, face index) into one int64 per covered pixel and keep the nearest with
    ``scatter_reduce(amax)``: the z-buffer;
-4. resolve the visible face of every covered pixel: perspective-correct barycentrics, colour,
-   smooth normal, depth and person, then lighting;
-5. average-pool s x s down to the camera size: soft edges, fractional coverage masks.
+4. shade the visible surfaces (perspective-correct barycentrics, colour, smooth normal, depth,
+   person, lighting) like MSAA: once at the centre of an output pixel whose s x s samples all
+   see one triangle, once per covered sample elsewhere (edges);
+5. box-filter: every shaded sample adds its share of the pixel (1, or 1 / s^2 on edges) to its
+   output pixel: soft edges, fractional coverage masks.
 
 Conventions: pixel centres sit at integer + 0.5 (as ``Camera.project``); both sides of every
 triangle are drawn. Triangles with a vertex closer than ``near`` to the camera plane (behind the
