@@ -263,7 +263,6 @@ class AMGLoadCamera(io.ComfyNode):
                 io.Combo.Input(
                     "camera_file",
                     options=edges.input_files(CAMERA_FILE_SUFFIXES),
-                    upload=io.UploadType.model,
                     tooltip="Pose .txt or camera .json in the input folder.",
                 ),
                 io.Int.Input(

@@ -77,7 +77,6 @@ class AMGLoadMotion(io.ComfyNode):
                 io.Combo.Input(
                     "motion_file",
                     options=edges.input_files(SUFFIXES),
-                    upload=io.UploadType.model,
                     tooltip="Motion file in the input folder (.npz, .pt, .pth, .pkl, .json).",
                 ),
                 io.Combo.Input(
@@ -322,7 +321,6 @@ class AMGLoadPoseKeypoints(io.ComfyNode):
                 io.Combo.Input(
                     "keypoints_file",
                     options=edges.input_files((".json",)),
-                    upload=io.UploadType.model,
                     tooltip="JSON file in the input folder: a list of OpenPose frames or one frame.",
                 ),
             ],

@@ -64,7 +64,7 @@ def comfy_fixture_models(dest: Path) -> None:
             timeout=300,
         )
         (cache / "done").write_text("ok")
-    for sub in ("text_encoders", "vae"):
+    for sub in ("text_encoders", "vae", "input"):
         shutil.copytree(cache / sub, dest / sub, dirs_exist_ok=True)
 
 
@@ -96,11 +96,30 @@ def keypoints_fixture(path: Path, frames: int = 8, size: int = 64) -> None:
     camera = camera_preset("static", frames=frames, width=size, height_px=size, distance=4.0)
     uv, _ = camera.project(smpl_to_coco18(posed.joints, posed.face_landmarks))
     rows = [
-        {"people": [{"pose_keypoints_2d": [v for x, y in uv[f].tolist() for v in (x, y, 0.9)]}],
-         "canvas_width": size, "canvas_height": size}
+        {
+            "people": [{"pose_keypoints_2d": [v for x, y in uv[f].tolist() for v in (x, y, 0.9)]}],
+            "canvas_width": size,
+            "canvas_height": size,
+        }
         for f in range(frames)
-    ]  # fmt: skip
+    ]
     path.write_text(json.dumps(rows))
+
+
+def motion_fixture(path: Path, frames: int = 24, fps: float = 24.0) -> None:
+    """A walking motion saved in the pack's .npz format."""
+    from amg_model.smpl.formats import save_motion
+    from amg_model.smpl.procedural import procedural_motion
+
+    save_motion(procedural_motion("walk", frames=frames, fps=fps), path)
+
+
+def camera_fixture(path: Path, frames: int = 8, size: int = 64) -> None:
+    """A static camera saved as the library's camera JSON."""
+    from amg_model.camera.presets import camera_preset
+    from amg_model.camera.serialize import save_camera_json
+
+    save_camera_json(camera_preset("static", frames=frames, width=size, height_px=size), path)
 
 
 class Server:
@@ -118,14 +137,47 @@ class Server:
         return (self.run_dir / "comfy.log").read_text(errors="replace")
 
     def run(self, prompt: dict, timeout: float = 300) -> dict:
-        return self.client.run(prompt, timeout=timeout)
+        """Queue an API prompt (widget inputs left out take their schema defaults) and wait for it."""
+        return self.client.run(self.with_defaults(prompt), timeout=timeout)
+
+    def with_defaults(self, prompt: dict) -> dict:
+        if not hasattr(self, "_info"):
+            self._info = self.client.object_info()
+        for node in prompt.values():
+            spec = self._info[node["class_type"]]["input"]
+            for section in ("required", "optional"):
+                for name, (kind, *opts) in spec.get(section, {}).items():
+                    options = opts[0] if opts else {}
+                    if name in node["inputs"]:
+                        continue
+                    if "default" in options:
+                        node["inputs"][name] = options["default"]
+                    elif kind == "COMBO" and options.get("options"):
+                        node["inputs"][name] = options["options"][0]
+                    elif isinstance(kind, list) and kind:
+                        node["inputs"][name] = kind[0]
+        return prompt
+
+    def video_info(self, path: Path) -> dict:
+        """Frames, width and height of a video file (read with PyAV in the harness's Python)."""
+        python = harness_home() / "venv" / "bin" / "python"
+        out = subprocess.run(
+            [str(python), str(HERE / "make_comfy_fixtures.py"), "--video-info", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return json.loads(out.stdout)
 
     def convert_ui(self, ui_workflow: dict) -> dict:
         """A UI-format workflow in API format, by the harness's converter and the live /object_info."""
         sys.path.insert(0, HARNESS)
         from ui_to_api import convert
 
-        return convert(ui_workflow, self.client.object_info())
+        prompt, warnings = convert(ui_workflow, self.client.object_info())
+        assert not warnings, warnings
+        return prompt
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +211,11 @@ def comfy(tmp_path_factory) -> Server:
     if proc.returncode != 0:
         pytest.fail(f"ComfyUI did not start: {proc.stderr[-2000:]}")
     server = Server(port, root / "run", models)
+    inputs = root / "run" / "input"
+    shutil.copy(models / "input" / "dance.mp4", inputs / "dance.mp4")
+    keypoints_fixture(inputs / "dance_keypoints.json")
+    motion_fixture(inputs / "motion.npz")
+    camera_fixture(inputs / "camera.json")
     try:
         yield server
     finally:

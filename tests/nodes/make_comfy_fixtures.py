@@ -5,7 +5,8 @@ exactly the keys and shapes ComfyUI's CLIPLoader and VAELoader expect):
 
     python make_comfy_fixtures.py COMFY_DIR OUT_DIR
 
-Writes OUT_DIR/text_encoders/tiny_clip_l.safetensors (the real CLIP-L shape, the smallest text encoder
+Writes OUT_DIR/input/dance.mp4 (8 frames, 64 x 64, 8 fps: a moving gradient),
+OUT_DIR/text_encoders/tiny_clip_l.safetensors (the real CLIP-L shape, the smallest text encoder
 ComfyUI's CLIPLoader accepts: 123 M parameters in fp16, random) and OUT_DIR/vae/tiny_taesd.safetensors.
 The AMG UNet of the tests is built with a 768-wide text context to match.
 """
@@ -56,6 +57,7 @@ def main(comfy_dir: str, out_dir: str) -> None:
     )
     vae_sd["vae_scale"] = torch.tensor(1.0)
     vae_sd["vae_shift"] = torch.tensor(0.0)
+    write_video(os.path.join(out_dir, "input", "dance.mp4"))
     for sub, name, sd in (
         ("text_encoders", "tiny_clip_l.safetensors", clip_sd),
         ("vae", "tiny_taesd.safetensors", vae_sd),
@@ -64,7 +66,48 @@ def main(comfy_dir: str, out_dir: str) -> None:
         save_file(sd, os.path.join(out_dir, sub, name))
 
 
+def write_video(path: str, frames: int = 8, size: int = 64, fps: int = 8) -> None:
+    """A small H.264 video with PyAV (ComfyUI's own video dependency)."""
+    import av
+    import numpy as np
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        ramp = np.linspace(0, 255, size, dtype=np.float32)
+        for f in range(frames):
+            rgb = np.stack(
+                [
+                    np.add.outer(ramp, ramp) / 2,
+                    np.roll(ramp, 8 * f)[None].repeat(size, 0),
+                    np.full((size, size), 128.0),
+                ],
+                -1,
+            ).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def video_info(path: str) -> None:
+    """Prints frames, width and height of a video file as JSON."""
+    import json
+
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        print(json.dumps({"frames": frames, "width": stream.width, "height": stream.height}))
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--video-info":
+        video_info(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) != 3:
         sys.exit("usage: make_comfy_fixtures.py COMFY_DIR OUT_DIR")
     main(sys.argv[1], sys.argv[2])
