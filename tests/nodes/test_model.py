@@ -51,3 +51,55 @@ def test_context_windows_48_frames(comfy):
     assert result["ok"], dump(result)
     assert "Using context windows 16 for 48 frames" in comfy.log
     assert len(output_files(comfy, result, "190")) == 48
+
+
+def test_ksampler_ddim_matches_the_library_sampler(comfy):
+    """KSampler (ddim, ddim_uniform) on the native model follows AMG's own DDIM sampler step for step.
+
+    Both conditionings are zeroed (ComfyUI's text encoder output cannot be read back), so the check
+    covers the wrapper (frame regrouping, avatar concatenation and scaling, timesteps) and the
+    schedule. ComfyUI starts from ``sqrt(1 - alpha_bar_951) * noise`` and ends on the clean
+    prediction of the last step; the library is given the same start and compared on that prediction.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from amg_model.model.checkpoint import load_unet
+    from amg_model.sampling.sample import sample_video
+    from amg_model.sampling.schedule import alphas_cumprod, ddim_timesteps
+
+    frames, steps, seed = 4, 3, 7
+    prompt = {**text_and_vae(), **empty_video(frames), **sample(["120", 0], steps=steps, cfg=3.0)}
+    prompt["112"]["inputs"]["seed"] = seed
+    prompt["131"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["101", 0]}}
+    prompt["111"]["inputs"].update(positive=["131", 0], negative=["131", 0])
+    prompt["132"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["120", 0], "vae": ["103", 0]}}
+    prompt["133"] = {
+        "class_type": "SaveLatent",
+        "inputs": {"samples": ["132", 0], "filename_prefix": "parity/avatar"},
+    }
+    prompt["134"] = {
+        "class_type": "SaveLatent",
+        "inputs": {"samples": ["112", 0], "filename_prefix": "parity/out"},
+    }
+    result = comfy.run(prompt)
+    assert result["ok"], dump(result)
+    avatar = load_file(output_files(comfy, result, "133", "latents")[0])["latent_tensor"]  # [F, 4, h, w]
+    comfy_out = load_file(output_files(comfy, result, "134", "latents")[0])["latent_tensor"]
+
+    torch.manual_seed(seed)
+    noise = torch.randn(comfy_out.shape)  # ComfyUI's noise: the default generator, seeded, latent shape
+    first_t = int(ddim_timesteps(steps)[0])  # 667 for 3 steps, 951 for 20
+    start = noise * (1 - alphas_cumprod()[first_t]).sqrt()
+    to_video = lambda x: x.transpose(0, 1)[None]  # noqa: E731  [F, 4, h, w] -> [1, 4, F, h, w]
+    last = {}
+    unet = load_unet(comfy.models / "amg" / "tiny_amg.pth")
+    context = torch.zeros(1, 77, 768)
+    with torch.no_grad():
+        keep_x0 = lambda i, n, t, x, x0: last.update(x0=x0)  # noqa: E731
+        sample_video(unet, to_video(avatar * 0.18215), context, context, steps=steps, guidance=3.0,
+                     noise=to_video(start), callback=keep_x0)  # fmt: skip
+    expected = last["x0"][0].transpose(0, 1) / 0.18215
+    assert torch.allclose(comfy_out.float(), expected.float(), atol=1e-3, rtol=1e-3), (
+        (comfy_out - expected).abs().max()
+    )

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import re
 
-EXPECTED_NODES = {
+EXPECTED_NODES = {  # public API: ids and output types
     "AMG_LoadModel": ["MODEL"],
     "AMG_AvatarConditioning": ["CONDITIONING", "CONDITIONING", "LATENT"],
+    "AMG_LoadBodyModel": ["AMG_BODY_MODEL"],
+    "AMG_LoadMotion": ["AMG_MOTION"],
+    "AMG_ProceduralMotion": ["AMG_MOTION"],
+    "AMG_EditMotion": ["AMG_MOTION"],
+    "AMG_CombineMotions": ["AMG_MOTION"],
+    "AMG_SaveMotion": [],
+    "AMG_LoadPoseKeypoints": ["POSE_KEYPOINT"],
+    "AMG_FitMotionToKeypoints": ["AMG_MOTION", "AMG_CAMERA"],
+    "AMG_CameraTrajectory": ["AMG_CAMERA"],
+    "AMG_CameraKeyframes": ["AMG_CAMERA"],
+    "AMG_CameraFromPoses": ["AMG_CAMERA"],
+    "AMG_CameraToPoses": ["CAMERACTRL_POSES"],
+    "AMG_LoadCamera": ["AMG_CAMERA"],
+    "AMG_RenderAvatars": ["IMAGE", "MASK", "IMAGE", "IMAGE"],
+    "AMG_PreviewScene": ["IMAGE"],
 }
 
 
@@ -25,6 +40,24 @@ def test_object_info_lists_every_node(comfy):
         assert node in info, f"{node} missing from /object_info"
         assert info[node]["output"] == outputs
         assert info[node]["category"].startswith("AMG/")
+
+
+def test_every_input_has_a_default_and_a_tooltip(comfy):
+    info = comfy.client.object_info()
+    links = {"MODEL", "CONDITIONING", "VAE", "IMAGE", "LATENT", "POSE_KEYPOINT", "CAMERACTRL_POSES"}
+    for node in EXPECTED_NODES:
+        for section in ("required", "optional"):
+            for name, (kind, *opts) in info[node]["input"].get(section, {}).items():
+                options = opts[0] if opts else {}
+                assert options.get("tooltip"), f"{node}.{name} has no tooltip"
+                if kind in links or str(kind).startswith("AMG_"):
+                    continue
+                has_default = (
+                    "default" in options
+                    or (kind == "COMBO" and node in ("AMG_LoadModel",))
+                    or (kind == "COMBO" and name.endswith("_file"))
+                )
+                assert has_default, f"{node}.{name} has no default"
 
 
 def test_model_folder_is_registered(comfy):
