@@ -10,6 +10,11 @@ widget values) is as shipped.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -50,10 +55,10 @@ def saved_videos(comfy, result: dict, prompt: dict) -> dict[str, dict]:
     return out
 
 
-@pytest.mark.parametrize(
-    "name, generated_width",
-    [("change_background", 2 * SIZE), ("move_camera", SIZE), ("change_motion", SIZE)],
-)
+WORKFLOWS = {"change_background": 2 * SIZE, "move_camera": SIZE, "change_motion": SIZE}  # generated width
+
+
+@pytest.mark.parametrize("name, generated_width", list(WORKFLOWS.items()))
 def test_workflow_runs(comfy, name, generated_width):
     ui = json.loads((REPO / "workflows" / f"{name}.json").read_text())
     assert ui == json.loads((REPO / "example_workflows" / f"{name}.json").read_text())
@@ -64,3 +69,41 @@ def test_workflow_runs(comfy, name, generated_width):
     videos = saved_videos(comfy, result, prompt)
     assert videos[f"amg/{name}"] == {"frames": FRAMES, "width": generated_width, "height": SIZE}
     assert videos[f"amg/{name}_avatars"] == {"frames": FRAMES, "width": SIZE, "height": SIZE}
+
+
+def test_frontend_converts_like_the_python_converter(comfy, tmp_path):
+    """The real web frontend (headless Chromium) loads the three workflows and queues the same prompts."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the frontend check needs the harness's browser set-up")
+    harness = Path(os.environ["AMG_COMFYUI_HARNESS"])
+    port = str(comfy.port)
+    fe = subprocess.run(
+        [
+            "node",
+            str(harness / "frontend.mjs"),
+            "--port",
+            port,
+            "batch-ui2api",
+            str(REPO / "workflows"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert fe.returncode == 0, fe.stderr[-2000:]
+    cmp = subprocess.run(
+        [
+            sys.executable,
+            str(harness / "compare_converters.py"),
+            str(REPO / "workflows"),
+            str(tmp_path),
+            "--port",
+            port,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    summary = json.loads(cmp.stdout)
+    assert summary["identical"] == len(WORKFLOWS) and summary["different"] == 0, summary
