@@ -4,9 +4,10 @@ All frames of a chunk and all persons share one z-buffer, so occlusion between p
 The pipeline per chunk of frames:
 
 1. project every triangle of every frame into a supersampled image (s x the camera size);
-2. cut each triangle's pixel bounding box into blocks of a few fixed sizes (1..16 pixels a side;
-   larger boxes are tiled with 16 x 16 blocks) and evaluate, for all blocks of one size at once,
-   the three edge distances and the inverse depth with one matrix product;
+2. cut each triangle's pixel bounding box into blocks of a few fixed sizes (1..8 pixels a side;
+   larger boxes are cut into tiles of up to 8 x 8, dropping tiles outside the triangle) and
+   evaluate, for all blocks of one size at once, the three edge distances and the inverse depth
+   with one matrix product;
 3. pack (inverse depth, face index) into one int64 per covered pixel and keep the nearest with
    ``scatter_reduce(amax)``: the z-buffer;
 4. shade the visible surfaces (perspective-correct barycentrics, colour, smooth normal, depth,
@@ -38,8 +39,10 @@ log = logging.getLogger(__name__)
 
 MAX_SIZE = 4096
 # Block edge lengths for small bounding boxes; larger boxes are tiled with BLOCK_MAX blocks.
-_BLOCK_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)
+_BLOCK_SIZES = (1, 2, 3, 4, 6, 8)
 _BLOCK_MAX = _BLOCK_SIZES[-1]
+# Tile size for larger boxes: small enough that tiles outside the triangle can be dropped.
+_TILE = 8
 # Coverage tolerance in (supersampled) pixels: pixel centres on a shared edge go to both
 # triangles, so rounding never opens cracks; the z-buffer picks one.
 _EDGE_EPS = 1e-4
@@ -434,27 +437,36 @@ def _rasterize(tx, ty, tz, tri_frame, n_frames, hs, ws, near, cull_backfaces) ->
     base = tri_frame[idx] * (hp * wp) + by0.long() * wp + bx0.long()
     face_id = idx
 
-    # Boxes larger than a block are tiled into BLOCK_MAX x BLOCK_MAX blocks.
+    # Boxes larger than the largest block are cut into tiles of up to _TILE x _TILE pixels (the
+    # last ones in a row or column are narrower); tiles wholly outside an edge are dropped.
     big = (bw > _BLOCK_MAX) | (bh > _BLOCK_MAX)
     if bool(big.any()):
         bi = big.nonzero()[:, 0]
-        ntx = (bw[bi] + _BLOCK_MAX - 1) // _BLOCK_MAX
-        nty = (bh[bi] + _BLOCK_MAX - 1) // _BLOCK_MAX
+        ntx = (bw[bi] + _TILE - 1) // _TILE
+        nty = (bh[bi] + _TILE - 1) // _TILE
         counts = ntx * nty
         owner = bi.repeat_interleave(counts)
         first = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
         local = torch.arange(owner.numel(), device=device) - first
         ntx_o = ntx.repeat_interleave(counts)
-        dx = (local % ntx_o) * _BLOCK_MAX
-        dy = (local // ntx_o) * _BLOCK_MAX
-        tile_coef = coef[owner].clone()
+        dx = (local % ntx_o) * _TILE
+        dy = (local // ntx_o) * _TILE
+        tw = (bw[owner] - dx).clamp(max=_TILE)
+        th = (bh[owner] - dy).clamp(max=_TILE)
+        tile_coef = coef[owner]
         tile_coef[:, :, 2] += tile_coef[:, :, 0] * dx[:, None] + tile_coef[:, :, 1] * dy[:, None]
+        # The largest value of an edge distance over a tile sits at one of its corners.
+        edges = tile_coef[:, :3]
+        reach = edges[..., 2] + edges[..., 0].clamp(min=0) * (tw - 1)[:, None]
+        reach = reach + edges[..., 1].clamp(min=0) * (th - 1)[:, None]
+        hit = (reach.amin(1) >= -_EDGE_EPS).nonzero()[:, 0]
+        owner, dx, dy, tw, th, tile_coef = owner[hit], dx[hit], dy[hit], tw[hit], th[hit], tile_coef[hit]
         small = (~big).nonzero()[:, 0]
         coef = torch.cat([coef[small], tile_coef])
         base = torch.cat([base[small], base[owner] + dy * wp + dx])
         face_id = torch.cat([face_id[small], face_id[owner]])
-        bw = torch.cat([bw[small], torch.full_like(owner, _BLOCK_MAX)])
-        bh = torch.cat([bh[small], torch.full_like(owner, _BLOCK_MAX)])
+        bw = torch.cat([bw[small], tw])
+        bh = torch.cat([bh[small], th])
 
     face_word = (face_id + 1).to(torch.int32)  # face index + 1, so that 0 is "nothing"
     # Group blocks by size class; evaluate each class with one matrix product.
