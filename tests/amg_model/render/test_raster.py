@@ -178,3 +178,19 @@ def test_cuda_matches_cpu():
     gpu = render_meshes([m.cuda() for m in meshes], [f.cuda()] * 2, [c.cuda() for c in cols], pinhole(2))
     for a, b in zip(vars(cpu).values(), vars(gpu).values(), strict=True):
         assert torch.allclose(a, b.cpu(), atol=1e-4)
+
+
+def test_large_triangle_area_with_tiles():
+    # A triangle much larger than a tile (tiles outside it are dropped) at depth 2: its image is
+    # the triangle scaled by focal / depth, shifted to the principal point.
+    corners = torch.tensor([[-0.9, -0.8, 2.0], [1.0, -0.3, 2.0], [-0.2, 1.0, 2.0]])
+    out = render_meshes(
+        [corners[None]], [torch.tensor([[0, 1, 2]])], [flat(corners, (1, 1, 1))], pinhole(size=64),
+        supersample=4, lighting=None,
+    )  # fmt: skip
+    pix = corners[:, :2] * 40.0 / 2.0
+    (x0, y0), (x1, y1), (x2, y2) = pix.tolist()
+    area = abs((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)) / 2
+    perimeter = sum(float((pix[i] - pix[(i + 1) % 3]).norm()) for i in range(3))
+    assert out.mask.sum().item() == pytest.approx(area, abs=perimeter / 8)
+    assert out.image[0, 32, 32].tolist() == [1.0, 1.0, 1.0]
