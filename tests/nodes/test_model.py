@@ -6,14 +6,17 @@ import pytest
 from graphs import dump, empty_video, output_files, png_size, sample, save_images, text_and_vae
 
 
-@pytest.mark.parametrize("unet", ["tiny_amg.pth", "tiny_amg.safetensors"])
-def test_ksampler_runs_the_native_model(comfy, unet):
+@pytest.mark.parametrize("unet, weight_dtype", [("tiny_amg.pth", "auto"), ("tiny_amg.safetensors", "fp16")])
+def test_ksampler_runs_the_native_model(comfy, unet, weight_dtype):
     prompt = {
         **text_and_vae(),
         **empty_video(8),
         **sample(["120", 0], unet=unet),
         **save_images(["113", 0], "ksampler"),
     }
+    prompt["110"]["inputs"]["weight_dtype"] = (
+        weight_dtype  # fp16 weights run with a float32 manual cast on a CPU
+    )
     result = comfy.run(prompt)
     assert result["ok"], dump(result)
     files = output_files(comfy, result, "190")
