@@ -108,3 +108,27 @@ def test_missing_model_is_refused_before_running(comfy):
     with pytest.raises(RuntimeError, match="missing.pth"):
         comfy.run(prompt)
     still_serving(comfy)
+
+
+def test_cancel_stops_a_long_fit(comfy):
+    """Cancel (POST /interrupt) reaches the library's progress callback and ends the node quickly."""
+    import time
+    import uuid
+
+    prompt = comfy.with_defaults(corrupt_keypoints())
+    prompt["2"]["inputs"]["keypoints_file"] = "dance_keypoints.json"
+    prompt["3"]["inputs"]["iterations"] = 5000
+    prompt_id = comfy.client.queue(prompt, uuid.uuid4().hex)["prompt_id"]
+    time.sleep(3.0)
+    comfy.client.post("/interrupt", {})
+    deadline = time.time() + 60
+    status = {}
+    while time.time() < deadline:
+        status = (comfy.client.history(prompt_id) or {}).get("status", {})
+        if status.get("completed") is not None and status.get("status_str"):
+            break
+        time.sleep(0.2)
+    assert status.get("status_str") == "error", status
+    interrupted = [m[1] for m in status.get("messages", []) if m[0] == "execution_interrupted"]
+    assert interrupted and interrupted[0]["node_type"] == "AMG_FitMotionToKeypoints", status
+    still_serving(comfy)
