@@ -2,7 +2,9 @@
 
 Development tool, not a test: it needs a running ComfyUI with this pack (the test harness) and
 converts each graph with the real frontend (``frontend.mjs api2ui``), lays the nodes out in
-columns, and writes ``workflows/<name>.json`` and ``example_workflows/<name>.json``.
+columns, and writes ``workflows/<name>.json`` with a ``.jpg`` thumbnail. (ComfyUI's template
+browser lists a pack's ``workflows/`` folder as it does ``example_workflows/``; having both would
+list every workflow twice.)
 
     python tests/nodes/build_workflows.py --harness DIR --port PORT
 """
@@ -366,12 +368,10 @@ def main() -> None:
         )
         ui = layout(json.loads(ui_file.read_text()))
         text = json.dumps(ui, indent=1)
-        for folder in ("workflows", "example_workflows"):
-            (REPO / folder).mkdir(exist_ok=True)
-            (REPO / folder / f"{name}.json").write_text(text + "\n")
+        (REPO / "workflows").mkdir(exist_ok=True)
+        (REPO / "workflows" / f"{name}.json").write_text(text + "\n")
         thumbnail(args.harness, args.port, REPO / "workflows" / f"{name}.json", tmp / f"{name}.jpg")
-        for folder in ("workflows", "example_workflows"):
-            shutil.copy(tmp / f"{name}.jpg", REPO / folder / f"{name}.jpg")
+        shutil.copy(tmp / f"{name}.jpg", REPO / "workflows" / f"{name}.jpg")
         print(name, len(ui["nodes"]), "nodes", file=sys.stderr)
     shutil.rmtree(tmp)
 
