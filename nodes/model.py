@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import TYPE_CHECKING
 
 import comfy.conds
 import comfy.context_windows
@@ -25,10 +26,11 @@ import torch
 from comfy_api.latest import io
 
 from amg_model.errors import SamplingError
-from amg_model.model.checkpoint import load_unet
-from amg_model.model.unet import AMGUNet
 
 from . import edges
+
+if TYPE_CHECKING:  # the UNet module imports diffusers, which takes seconds: only when a model loads
+    from amg_model.model.unet import AMGUNet
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,8 @@ def _comfy_operations(module: torch.nn.Module, operations) -> None:
             m.__class__ = new
 
 
-class AMGDiffusionModel(AMGUNet):
-    """``AMGUNet`` with ComfyUI's diffusion-model call convention.
+class AMGDiffusionModel(torch.nn.Module):
+    """An ``AMGUNet`` (attribute ``amg``) with ComfyUI's diffusion-model call convention.
 
     ComfyUI calls it with ``x [chunks * frames, 4, h, w]``: with classifier-free guidance the
     positive and negative videos come as consecutive chunks of the batch, listed in
@@ -100,7 +102,8 @@ class AMGDiffusionModel(AMGUNet):
     """
 
     def __init__(self, unet: AMGUNet):
-        super().__init__(unet.config, unet.unet)
+        super().__init__()
+        self.amg = unet
 
     @property
     def dtype(self) -> torch.dtype:
@@ -141,7 +144,7 @@ class AMGDiffusionModel(AMGUNet):
         video = xc.reshape(chunks, frames, *xc.shape[1:]).transpose(1, 2)  # [chunks, 8, frames, h, w]
         t = timesteps.reshape(chunks, frames)[:, 0]
         text = context.reshape(chunks, frames, *context.shape[1:])[:, 0]
-        eps = super().forward(video, t, text)  # [chunks, 4, frames, h, w]
+        eps = self.amg(video, t, text)  # [chunks, 4, frames, h, w]
         return eps.transpose(1, 2).reshape(chunks * frames, *eps.shape[1:2], *eps.shape[3:])
 
 
@@ -257,5 +260,7 @@ class AMGLoadModel(io.ComfyNode):
         load_device = comfy.model_management.get_torch_device()
         offload_device = comfy.model_management.unet_offload_device()
         dtype, manual_cast = edges.unet_dtypes(weight_dtype, path, load_device)
+        from amg_model.model.checkpoint import load_unet  # imports diffusers: only when a model loads
+
         unet = load_unet(path, device=offload_device, dtype=dtype)
         return io.NodeOutput(wrap_unet(unet, dtype, manual_cast, load_device, offload_device))
