@@ -206,6 +206,8 @@ def comfy(tmp_path_factory) -> Server:
         "--extra-model-paths-config",
         str(yaml),
         "--disable-api-nodes",
+        "--preview-method",
+        "latent2rgb",
     ]
     proc = subprocess.run(start, env=env, capture_output=True, text=True, timeout=400)
     if proc.returncode != 0:

@@ -27,6 +27,36 @@ def test_ksampler_runs_the_native_model(comfy, unet, weight_dtype):
     )  # per-step progress of KSampler
 
 
+def test_progress_and_previews_reach_the_websocket(comfy, tmp_path):
+    """KSampler on the native model sends per-step progress and latent preview images (ws binary type 1)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    prompt = {
+        **text_and_vae(),
+        **empty_video(4),
+        **sample(["120", 0], steps=3),
+        **save_images(["113", 0], "p"),
+    }
+    prompt = comfy.with_defaults(prompt)
+    prompt["112"]["inputs"]["seed"] = 11  # not cached by an earlier test
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    client = os.path.join(
+        os.environ["AMG_COMFYUI_HARNESS"], "client.py"
+    )  # re-runs itself with websocket-client
+    run = subprocess.run(
+        [sys.executable, client, "run", str(tmp_path / "prompt.json"), "--port", str(comfy.port), "--out",
+         str(tmp_path / "result.json")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    ws_types = json.loads((tmp_path / "result.json").read_text())["ws_types"]
+    assert ws_types.get("progress", 0) >= 3, ws_types
+    assert ws_types.get("<binary:1>", 0) >= 1, ws_types
+
+
 def test_context_windows_48_frames(comfy):
     windows = {
         "130": {
