@@ -14,6 +14,10 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 
+# Upload buttons for the motion, keypoint and camera file loaders (web/amg_upload.js).
+WEB_DIRECTORY = "./web"
+
+
 async def comfy_entrypoint():
     """The ComfyExtension that registers the AMG nodes and model folders."""
     from .nodes import AMGExtension
@@ -21,4 +25,4 @@ async def comfy_entrypoint():
     return AMGExtension()
 
 
-__all__ = ["comfy_entrypoint"]
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

@@ -64,3 +64,27 @@ def test_model_folder_is_registered(comfy):
     info = comfy.client.object_info("AMG_LoadModel")["AMG_LoadModel"]
     options = info["input"]["required"]["unet_name"][1]["options"]
     assert {"tiny_amg.pth", "tiny_amg.safetensors"} <= set(options)
+
+
+def test_upload_buttons_register_in_the_frontend(comfy, tmp_path):
+    """The pack's JS extension (upload buttons of the file loaders) loads in the frontend without errors."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the frontend check needs the harness's browser set-up")
+    frontend = os.path.join(os.environ["AMG_COMFYUI_HARNESS"], "frontend.mjs")
+    run = subprocess.run(
+        ["node", frontend, "--port", str(comfy.port), "screenshot", str(tmp_path / "app.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    assert "amg.fileUpload" in report["extensions"]
+    assert report["pageErrors"] == []
