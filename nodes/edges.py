@@ -190,25 +190,3 @@ def to_mask(mask: torch.Tensor) -> torch.Tensor:
     return (
         mask.detach().to(device=comfy.model_management.intermediate_device(), dtype=torch.float32).clamp(0, 1)
     )
-
-
-def depth_to_image(depth: torch.Tensor) -> torch.Tensor:
-    """Display encoding of a depth render ``[F, H, W]`` (metres, 0 = empty) as an IMAGE.
-
-    Inverse depth scaled to 0..1 over the whole clip (near is bright, empty is black), the
-    convention of depth ControlNets; one scale for all frames so the video does not flicker.
-    """
-    depth = depth.detach().float()
-    covered = depth > 0
-    inv = torch.where(covered, 1.0 / depth.clamp(min=1e-6), torch.zeros_like(depth))
-    if covered.any():
-        lo, hi = inv[covered].min(), inv[covered].max()
-        inv = torch.where(covered, 0.1 + 0.9 * (inv - lo) / (hi - lo).clamp(min=1e-6), inv)
-    return to_image(inv[..., None].expand(*inv.shape, 3))
-
-
-def normals_to_image(normals: torch.Tensor) -> torch.Tensor:
-    """Display encoding of camera-frame normals ``[F, H, W, 3]`` (0 = empty) as an IMAGE: ``n / 2 + 1/2``."""
-    normals = normals.detach().float()
-    covered = normals.abs().sum(-1, keepdim=True) > 0
-    return to_image(torch.where(covered, normals * 0.5 + 0.5, torch.zeros_like(normals)))

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from amg_model.render.appearance import PRESETS
 from amg_model.render.avatars import render_avatars
+from amg_model.render.display import depth_to_rgb, normals_to_rgb
 from amg_model.render.preview import render_scene_preview
 from amg_model.render.shading import DEFAULT_LIGHTING
 
@@ -80,8 +81,8 @@ class AMGRenderAvatars(io.ComfyNode):
         return io.NodeOutput(
             edges.to_image(out.image),
             edges.to_mask(out.mask),
-            edges.depth_to_image(out.depth),
-            edges.normals_to_image(out.normals),
+            edges.to_image(depth_to_rgb(out.depth)),
+            edges.to_image(normals_to_rgb(out.normals)),
         )
 
 
