@@ -14,6 +14,7 @@ from amg_model.camera.cameractrl import (
     read_cameractrl_txt,
 )
 from amg_model.camera.easing import EASINGS
+from amg_model.camera.framing import motion_target
 from amg_model.camera.keyframes import camera_from_keyframes
 from amg_model.camera.presets import PRESET_DIRECTIONS, PRESET_NAMES, camera_preset
 from amg_model.camera.serialize import load_camera_json
@@ -117,6 +118,20 @@ class AMGCameraTrajectory(io.ComfyNode):
                 io.Float.Input(
                     "target_z", default=0.0, min=-100.0, max=100.0, step=0.05, tooltip="Aim point z (m)."
                 ),
+                io.Boolean.Input(
+                    "follow_subject",
+                    default=False,
+                    tooltip="With a motion connected: aim at the people in every frame instead of at "
+                    "one fixed point.",
+                ),
+                t.Motion.Input(
+                    "motion",
+                    optional=True,
+                    tooltip="Aim at these people (the centre of their joints) instead of target_x/y/z.",
+                ),
+                t.BodyModel.Input(
+                    "body_model", optional=True, tooltip="The body that will be rendered (default mannequin)."
+                ),
             ],
             outputs=[t.Camera.Output(display_name="camera")],
         )
@@ -138,11 +153,18 @@ class AMGCameraTrajectory(io.ComfyNode):
         target_x=0.0,
         target_y=1.0,
         target_z=0.0,
+        follow_subject=False,
+        motion=None,
+        body_model=None,
     ) -> io.NodeOutput:
+        target = (target_x, target_y, target_z)
+        if motion is not None:
+            target = motion_target(motion, body_model, follow=follow_subject)
+            target = target if follow_subject else target[0]
         camera = camera_preset(
             preset,
             frames=frames,
-            target=(target_x, target_y, target_z),
+            target=target,
             distance=distance,
             height=camera_height,
             angle_deg=angle_deg,

@@ -80,6 +80,19 @@ def graph() -> dict:
             "inputs": {"motion": ["4", 0], "filename_prefix": "nodes/combined"},
         },
     }
+    g["20"] = {  # a static camera that follows the walker
+        "class_type": "AMG_CameraTrajectory",
+        "inputs": {
+            "preset": "static", "frames": 8, "width": 48, "height": 48, "distance": 3.0,
+            "follow_subject": True, "motion": ["2", 0], "body_model": ["1", 0],
+        },
+    }  # fmt: skip
+    g["21"] = {
+        "class_type": "AMG_RenderAvatars",
+        "inputs": {"body_model": ["1", 0], "motion": ["2", 0], "camera": ["20", 0], "supersample": 1},
+    }
+    g["22"] = {"class_type": "MaskToImage", "inputs": {"mask": ["21", 1]}}
+    g["23"] = {"class_type": "SaveImage", "inputs": {"images": ["22", 0], "filename_prefix": "nodes/follow"}}
     for i, (op, extra) in enumerate(EDITS.items()):
         g[f"{30 + i}"] = {
             "class_type": "AMG_EditMotion",
@@ -104,6 +117,18 @@ def test_renders_have_the_requested_sizes(comfy, ran):
     for node in ("13", "15", "16", "18"):  # explicit size overrides the keyframed camera's
         assert [png_size(f) for f in output_files(comfy, ran, node)] == [(32, 48)] * 8
     assert [png_size(f) for f in output_files(comfy, ran, "14")] == [(128, 64)]
+
+
+def test_camera_follows_the_subject(comfy, ran):
+    import cv2
+    import numpy as np
+
+    masks = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in output_files(comfy, ran, "23")]
+    assert len(masks) == 8
+    for m in masks:  # the walker stays near the middle of every frame
+        ys, xs = np.nonzero(m > 127)
+        assert len(xs) > 20
+        assert abs(xs.mean() - 24) < 6 and abs(ys.mean() - 24) < 10
 
 
 def test_saved_motions_reload_with_the_expected_frames(comfy, ran):
