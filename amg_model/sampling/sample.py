@@ -11,7 +11,7 @@ from amg_model.errors import SamplingError
 from amg_model.sampling.ddim import ddim_step
 from amg_model.sampling.guidance import UNetFn, guided_eps
 from amg_model.sampling.schedule import ddim_alpha_pairs, ddim_timesteps
-from amg_model.sampling.windows import blend_weights, temporal_windows
+from amg_model.sampling.windows import WINDOW_SCHEDULES, step_windows
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +20,35 @@ StepCallback = Callable[[int, int, int, torch.Tensor, torch.Tensor], None]
 
 
 def _model_dtype(unet: UNetFn, fallback: torch.dtype) -> torch.dtype:
+    dtype = getattr(unet, "dtype", None)  # FastUNet and other wrappers that say their input dtype
+    if isinstance(dtype, torch.dtype):
+        return dtype
     if isinstance(unet, torch.nn.Module):
         for p in unet.parameters():
             if p.is_floating_point():
                 return p.dtype
     return fallback
+
+
+# Activation memory of one 16-frame window at batch 2 (guidance), 32x32 latent, fp16, beyond the
+# weights: about 0.7 GiB measured on the real UNet (bench/RESULTS.md: 3.33 GiB peak, 2.63 GiB weights).
+_WINDOW_GIB_PER_LATENT_FRAME_PIXEL = 0.7 / (2 * 16 * 32 * 32)
+
+
+def auto_window_batch(
+    num_windows: int, batch: int, window: int, latent_hw: tuple[int, int], device: torch.device, guided: bool
+) -> int:
+    """How many windows to denoise in one UNet call: 1 on the CPU, on CUDA as many as free memory allows.
+
+    The estimate uses 60 % of the free device memory and the measured activation memory of the AMG UNet
+    (scaled by frames, latent pixels and batch), so it errs on the side of fewer windows per call.
+    """
+    if device.type != "cuda" or num_windows <= 1:
+        return 1
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    pixels = batch * (2 if guided else 1) * window * latent_hw[0] * latent_hw[1]
+    per_window = _WINDOW_GIB_PER_LATENT_FRAME_PIXEL * 2**30 * pixels
+    return int(max(1, min(num_windows, (0.6 * free_bytes) // per_window)))
 
 
 def _check_inputs(avatar_latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> None:
@@ -61,6 +85,8 @@ def sample_video(
     overlap: int = 4,
     spacing: str = "original",
     model_dtype: torch.dtype | None = None,
+    window_batch: int | None = None,
+    window_schedule: str = "overlap",
 ) -> torch.Tensor:
     """Generate video latents that follow an avatar render, as the original AMG demos do.
 
@@ -89,7 +115,14 @@ def sample_video(
         window: frames per UNet call (16, the model's training length).
         overlap: frames shared by neighbouring windows.
         spacing: ``"original"`` (as the original code and ComfyUI's ddim_uniform) or ``"leading"``.
-        model_dtype: dtype of the UNet inputs; default: that of the UNet's parameters.
+        model_dtype: dtype of the UNet inputs; default: the UNet's ``dtype`` attribute (as
+            :class:`~amg_model.model.fast.FastUNet` has) or that of its parameters.
+        window_batch: windows denoised together in one UNet call (stacked along the batch), which
+            costs the memory of that many windows and saves per-call overhead; default: 1 on the CPU,
+            on CUDA as many as about 60 % of the free memory holds (see :func:`auto_window_batch`).
+        window_schedule: ``"overlap"`` (windows overlapping by ``overlap`` frames, eps blended) or
+            ``"shifted"`` (windows of ``window`` frames without overlap whose seams move by half a
+            window every other step: each frame is computed once per step, ``overlap`` is unused).
 
     Returns:
         ``[B, 4, F, h, w]`` clean latent (still scaled by 0.18215; divide before VAE decoding).
@@ -117,25 +150,50 @@ def sample_video(
     x = noise.to(device=device, dtype=dtype)
     avatar = avatar_latents.to(dtype)
 
-    windows = temporal_windows(shape[2], window, overlap)
-    weights = [w.to(device, dtype).view(1, 1, -1, 1, 1) for w in blend_weights(windows, shape[2])]
-    if len(windows) > 1:
-        logger.info("sample_video: %d frames in %d windows of %d", shape[2], len(windows), window)
+    if window_schedule not in WINDOW_SCHEDULES:
+        raise SamplingError(f"window_schedule={window_schedule!r} is unknown; use one of {WINDOW_SCHEDULES}.")
+    if window_batch is not None and window_batch < 1:
+        raise SamplingError(f"window_batch={window_batch}: use at least 1 window per UNet call.")
+    schedules: dict[int, tuple[list[tuple[int, int]], list[torch.Tensor]]] = {}
 
-    def predict(t: int) -> torch.Tensor:
+    def windows_at(step: int) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
+        key = step % 2 if window_schedule == "shifted" else 0
+        if key not in schedules:
+            wins, ws = step_windows(shape[2], window, overlap, window_schedule, step)
+            schedules[key] = (wins, [w.to(device, dtype).view(1, 1, -1, 1, 1) for w in ws])
+        return schedules[key]
+
+    first = windows_at(0)[0]
+    if window_batch is None:
+        window_batch = auto_window_batch(
+            len(first), shape[0], min(window, shape[2]), tuple(shape[3:]), device, guidance != 1.0
+        )
+    if len(first) > 1:
+        logger.info(
+            "sample_video: %d frames in %d windows of %d (%s), %d per UNet call",
+            shape[2], len(first), window, window_schedule, window_batch,
+        )
+
+    def predict(t: int, step: int) -> torch.Tensor:
+        windows, weights = windows_at(step)
         if len(windows) == 1:
             return guided_eps(unet, x, avatar, t, cond, uncond, guidance, model_dtype)
         eps = torch.zeros_like(x)
-        for (start, stop), w in zip(windows, weights, strict=True):
-            eps_w = guided_eps(
-                unet, x[:, :, start:stop], avatar[:, :, start:stop], t, cond, uncond, guidance, model_dtype
-            )
-            eps[:, :, start:stop] += w * eps_w
+        for group in _window_groups(windows, window_batch):
+            k, b = len(group), shape[0]
+            xs = torch.cat([x[:, :, windows[j][0]:windows[j][1]] for j in group])
+            avs = torch.cat([avatar[:, :, windows[j][0]:windows[j][1]] for j in group])
+            c = cond.expand(b, -1, -1).repeat(k, 1, 1)
+            u = uncond.expand(b, -1, -1).repeat(k, 1, 1)
+            eps_k = guided_eps(unet, xs, avs, t, c, u, guidance, model_dtype)
+            for j, eps_w in zip(group, eps_k.split(b), strict=True):
+                start, stop = windows[j]
+                eps[:, :, start:stop] += weights[j] * eps_w
         return eps
 
     with torch.no_grad():
         for i, (t, (alpha_t, alpha_prev)) in enumerate(zip(timesteps, alpha_pairs, strict=True)):
-            eps = predict(t)
+            eps = predict(t, i)
             step_noise = None
             if eta > 0:
                 step_noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(device, dtype)
@@ -144,3 +202,19 @@ def sample_video(
                 callback(i, len(timesteps), t, x, x0)
             x = x_prev
     return x
+
+
+def _window_groups(windows: list[tuple[int, int]], window_batch: int) -> list[list[int]]:
+    """Indices of windows to run together: equal lengths only, at most ``window_batch`` per group.
+
+    Groups of one length are balanced (for 5 windows and a batch of 4: 3 + 2, not 4 + 1).
+    """
+    by_length: dict[int, list[int]] = {}
+    for j, (start, stop) in enumerate(windows):
+        by_length.setdefault(stop - start, []).append(j)
+    groups = []
+    for idx in by_length.values():
+        n = -(-len(idx) // window_batch)
+        size = -(-len(idx) // n)
+        groups += [idx[i:i + size] for i in range(0, len(idx), size)]
+    return groups

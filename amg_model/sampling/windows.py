@@ -69,3 +69,51 @@ def blend_weights(windows: list[tuple[int, int]], num_frames: int) -> list[torch
     if bool((total <= 0).any()):
         raise SamplingError(f"windows {windows} leave some of the {num_frames} frames uncovered.")
     return [w / total[start:stop] for (start, stop), w in zip(windows, raw, strict=True)]
+
+
+WINDOW_SCHEDULES = ("overlap", "shifted")
+
+
+def shifted_windows(num_frames: int, window: int = 16, offset: int = 0) -> list[tuple[int, int]]:
+    """Frame ranges that tile a clip without overlap, the window boundaries moved by ``offset`` frames.
+
+    Windows are ``window`` frames long and start at ``offset + k * window``; the pieces left at the
+    start (``offset`` frames) and the end of the clip are shorter windows of their own. Every frame is
+    in exactly one window, so the UNet computes each frame once per step; changing ``offset`` from step
+    to step moves the seams between windows, so no frame stays at a window edge for the whole
+    denoising.
+
+    Returns:
+        ``[(start, stop), ...]`` half-open frame ranges, increasing, covering ``[0, num_frames)`` once.
+    """
+    if num_frames < 1:
+        raise SamplingError(f"num_frames={num_frames}: a clip needs at least one frame.")
+    if window < 1:
+        raise SamplingError(f"window={window}: need window >= 1.")
+    if num_frames <= window:
+        return [(0, num_frames)]
+    offset %= window
+    bounds = [0, *range(offset or window, num_frames, window), num_frames]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def step_windows(
+    num_frames: int, window: int, overlap: int, schedule: str, step: int
+) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
+    """The windows and blend weights that one sampling step uses.
+
+    ``"overlap"``: the same overlapping windows at every step (:func:`temporal_windows`, blended with
+    :func:`blend_weights`). ``"shifted"``: non-overlapping windows whose boundaries move by half a
+    window every other step (:func:`shifted_windows` with offset ``(step % 2) * (window // 2)``), each
+    with weight 1.
+
+    Returns:
+        ``(windows, weights)``: half-open frame ranges and one float64 weight tensor per window.
+    """
+    if schedule == "overlap":
+        windows = temporal_windows(num_frames, window, overlap)
+        return windows, blend_weights(windows, num_frames)
+    if schedule == "shifted":
+        windows = shifted_windows(num_frames, window, (step % 2) * (window // 2))
+        return windows, [torch.ones(b - a, dtype=torch.float64) for a, b in windows]
+    raise SamplingError(f"window_schedule={schedule!r} is unknown; use one of {WINDOW_SCHEDULES}.")
