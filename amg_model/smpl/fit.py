@@ -39,7 +39,8 @@ Progress = Callable[[int, int], None]
 _CAM_FROM_FIT = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
 # COCO-18 joints that fix a person's global orientation and position (torso and face).
-LR = [0.05, 0.03, 0.05, 0.015, 0.02, 0.05]
+# Adam learning rates: stage 1; stage 2 orientation/translation, pose; stage 3 the same, betas.
+_LR = [0.05, 0.03, 0.05, 0.015, 0.02, 0.05]
 _TORSO_FACE = (0, 1, 2, 5, 8, 11, 14, 15, 16, 17)
 
 # COCO-18 segments used to guess depth from pixel length: neck-hip midpoints, thighs, shins, upper arms.
@@ -67,8 +68,8 @@ class FitWeights:
     pose_prior: float = 2.0
     angle_limits: float = 100.0
     betas: float = 0.5
-    joint_smooth: float = 0.5
-    rot_smooth: float = 5.0
+    joint_smooth: float = 0.02
+    rot_smooth: float = 0.2
 
 
 # Relative prior weight of each of the 23 body joints (SMPL order after the pelvis).
@@ -189,37 +190,6 @@ def _run_stage(
         opt.step()
         if i == 0 or i == steps - 1:
             logger.debug("step %d/%d: energy %.4g", i + 1, steps, float(loss.detach()))
-        done += 1
-        if progress is not None:
-            progress(done, total)
-    return done
-
-
-def _run_lbfgs(
-    params: list[torch.Tensor],
-    loss_fn: Callable[[], torch.Tensor],
-    steps: int,
-    done: int,
-    total: int,
-    progress: Progress | None,
-) -> int:
-    """L-BFGS with a strong-Wolfe line search, one progress report per step."""
-    if steps <= 0:
-        return done
-    opt = torch.optim.LBFGS(
-        params, lr=1.0, max_iter=1, max_eval=20, history_size=20, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
-    for i in range(steps):
-        loss = opt.step(closure)
-        if i == 0 or i == steps - 1:
-            logger.debug("L-BFGS step %d/%d: energy %.4g", i + 1, steps, float(loss))
         done += 1
         if progress is not None:
             progress(done, total)
@@ -532,16 +502,17 @@ def fit_keypoints(
     n3 = iterations - n1 - n2
     joint_mask[:] = 0.0
     joint_mask[tf] = 1.0
-    done = _run_stage([{"params": [orient6], "lr": LR[0]}, {"params": [transl], "lr": LR[0]}],
+    done = _run_stage([{"params": [orient6], "lr": _LR[0]}, {"params": [transl], "lr": _LR[0]}],
                       energy, n1, 0, iterations, progress)  # fmt: skip
     joint_mask[:] = 1.0
-    done = _run_stage([{"params": [orient6], "lr": LR[1]}, {"params": [transl], "lr": LR[1]},
-                       {"params": [pose_rv], "lr": LR[2]}], energy, n2, done, iterations, progress)  # fmt: skip
+    groups = [{"params": [orient6], "lr": _LR[1]}, {"params": [transl], "lr": _LR[1]},
+              {"params": [pose_rv], "lr": _LR[2]}]  # fmt: skip
+    done = _run_stage(groups, energy, n2, done, iterations, progress)
     offsets = model.head_offsets(betas.detach())
-    groups = [{"params": [orient6], "lr": LR[3]}, {"params": [transl], "lr": LR[3]},
-              {"params": [pose_rv], "lr": LR[4]}]  # fmt: skip
+    groups = [{"params": [orient6], "lr": _LR[3]}, {"params": [transl], "lr": _LR[3]},
+              {"params": [pose_rv], "lr": _LR[4]}]  # fmt: skip
     if model.num_betas > 0:
-        groups.append({"params": [betas], "lr": LR[5]})
+        groups.append({"params": [betas], "lr": _LR[5]})
     _run_stage(groups, energy, n3, done, iterations, progress)
 
     with torch.no_grad():
