@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--data", default=None, help="AMG demo data folder (default ../shared/data/amg-demo)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument(
+        "--precision", choices=("auto", *DTYPES), default="auto",
+        help="UNet precision (default auto: fp16 on CUDA, fp32 on the CPU)",
+    )
+    demo.add_argument(
+        "--unet-mode", default="auto",
+        choices=("auto", "eager", "cuda_graph", "compile", "compile_cuda_graph"),
+        help="UNet execution (default auto: cuda_graph on CUDA, eager on the CPU); the compile modes are "
+        "fastest but compile for 1.5-4 minutes on first use (cached on disk by torch)",
+    )
     return parser
 
 
@@ -61,6 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
         out_dir=args.out, steps=args.steps, seed=args.seed, guidance=args.guidance,
         unet_path=args.unet, vae_path=args.vae, text_encoder_path=args.text_encoder,
         device=args.device, progress=not args.no_progress,
+        precision=args.precision, unet_mode=args.unet_mode,
     )
     if args.reproduce == "change_background":
         result = demo.reproduce_change_background(data_dir=args.data, **common)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from amg_model.errors import AMGError, CheckpointError
+from amg_model.model.runtime import prepare_unet
 from amg_model.sampling.sample import sample_video
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ def load_demo_models(
     text_encoder_path: str | None = None,
     device: str | torch.device = "cpu",
     context_dim: int | None = None,
+    precision: str = "auto",
+    unet_mode: str = "auto",
 ) -> DemoModels:
     """Load the demo's models: real ones where a path is given, tiny stand-ins otherwise.
 
@@ -216,6 +219,8 @@ def load_demo_models(
         device: where the UNet runs.
         context_dim: text width for the tiny models (default: 1024 with a real text encoder or real
             data, else the tiny default).
+        precision, unet_mode: UNet precision and execution mode (see
+            :func:`~amg_model.model.runtime.prepare_unet`; "auto": fp16 with CUDA graphs on CUDA).
     """
     device = torch.device(device)
     notes: list[str] = []
@@ -253,6 +258,7 @@ def load_demo_models(
     else:
         encode_video, decode_video = _tiny_vae(device)
         notes.append("VAE: tiny random weights (pass --vae)")
+    unet = prepare_unet(unet, device, precision, unet_mode)
     return DemoModels(unet, encode_text, encode_video, decode_video, dim, real_vae, notes)
 
 
@@ -412,6 +418,8 @@ def run_demo(
     text_encoder_path: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    precision: str = "auto",
+    unet_mode: str = "auto",
 ) -> DemoResult:
     """Render a conditioning video, generate from it, and write ``[avatar | generated]`` files.
 
@@ -422,6 +430,7 @@ def run_demo(
         steps, seed, prompt, guidance: sampling settings (see :func:`sample_video`).
         unet_path, vae_path, text_encoder_path: real weights; tiny stand-ins where None.
         device: "cpu" or "cuda"; default: CUDA when available.
+        precision, unet_mode: see :func:`load_demo_models`.
 
     Returns:
         The written files; ``notes`` says which models were stand-ins.
@@ -431,7 +440,7 @@ def run_demo(
     if frames < 1:
         raise DemoError(f"--frames {frames}: use at least 1 frame.")
     dev = _resolve_device(device)
-    models = load_demo_models(unet_path, vae_path, text_encoder_path, dev)
+    models = load_demo_models(unet_path, vae_path, text_encoder_path, dev, None, precision, unet_mode)
     avatar_frames = render_conditioning(frames, size, seed)
     with torch.no_grad():
         avatar_latents = models.encode_video(avatar_frames)
@@ -487,6 +496,8 @@ def reproduce_change_background(
     text_encoder_path: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    precision: str = "auto",
+    unet_mode: str = "auto",
 ) -> DemoResult:
     """Re-run the original change-background demo (new autumn-forest caption on the same avatars).
 
@@ -498,7 +509,9 @@ def reproduce_change_background(
     data = load_change_background(data_dir or default_data_dir())
     dev = _resolve_device(device)
     context_dim = data["caption_y"].shape[-1]
-    models = load_demo_models(unet_path, vae_path, text_encoder_path, dev, context_dim=context_dim)
+    models = load_demo_models(
+        unet_path, vae_path, text_encoder_path, dev, context_dim, precision, unet_mode
+    )
     notes = [n for n in models.notes if not n.startswith(("text encoder", "VAE: tiny"))]
     if text_encoder_path:
         with torch.no_grad():
