@@ -332,41 +332,41 @@ def _shading_samples(key: torch.Tensor, s: int):
     fc, hs, ws = key.shape
     h, w = hs // s, ws // s
     words = key.view(torch.int32)  # [Fc, hs, 2 ws]: (face + 1, inverse depth bits) per sample
-    face, depth_bits = words[..., 0::2], words[..., 1::2]
-    fmin = fmax = face[:, 0::s, 0::s]
-    dmin = dmax = depth_bits[:, 0::s, 0::s]
+    # Face + 1 where covered, 0 elsewhere (the face word of an uncovered sample means nothing),
+    # as [Fc * h, s, w, s]: the samples of an output pixel share a row-block and a column-block.
+    face = torch.where(words[..., 1::2] > 0, words[..., 0::2], 0).view(fc * h, s, w, s)
+    fmin = fmax = face[:, 0, :, 0]
     for dy in range(s):
         for dx in range(s):
             if dy or dx:
-                sub, dsub = face[:, dy::s, dx::s], depth_bits[:, dy::s, dx::s]
+                sub = face[:, dy, :, dx]
                 fmin, fmax = torch.minimum(fmin, sub), torch.maximum(fmax, sub)
-                dmin, dmax = torch.minimum(dmin, dsub), torch.maximum(dmax, dsub)
     fmin = fmin.reshape(-1)
-    whole_mask = (dmin > 0).reshape(-1) & (fmin == fmax.reshape(-1))
+    whole_mask = (fmin > 0) & (fmin == fmax.reshape(-1))
     whole = whole_mask.nonzero()[:, 0]
-    mixed = ((dmax > 0).reshape(-1) & ~whole_mask).nonzero()[:, 0]
+    mixed = ((fmax.reshape(-1) > 0) & ~whole_mask).nonzero()[:, 0]
     # Pixels of one face: their centre, weight 1.
-    frame_u = whole // (h * w)
-    rem = whole - frame_u * (h * w)
+    rem = whole % (h * w)
     y_u = rem // w
+    frame_u = whole // (h * w)
     px_u = ((rem - y_u * w).float() + 0.5) * s
     py_u = (y_u.float() + 0.5) * s
-    # Mixed pixels: each covered sample, weight 1 / s^2.
-    frame_m = mixed // (h * w)
-    rem = mixed - frame_m * (h * w)
-    y_m = rem // w
+    # Mixed pixels: each covered sample, weight 1 / s^2. Flat sample index of (pixel, dy, dx):
+    # ((row * s + dy) * w + x) * s + dx with row = pixel // w (frames stacked by rows).
+    row = mixed // w
     offs = torch.arange(s, device=key.device)
-    yi = (y_m * s)[:, None, None] + offs[None, :, None]  # [Mm, s, 1]
-    xi = ((rem - y_m * w) * s)[:, None, None] + offs[None, None, :]  # [Mm, 1, s]
-    f_m = face[frame_m[:, None, None], yi, xi].reshape(-1)  # [Mm * s * s]
-    covered = depth_bits[frame_m[:, None, None], yi, xi].reshape(-1) > 0
-    yi, xi = yi.expand(-1, s, s).reshape(-1), xi.expand(-1, s, s).reshape(-1)
-    keep = covered.nonzero()[:, 0]
+    sub_off = (offs[:, None] * (w * s) + offs[None, :]).reshape(-1)  # [s * s]
+    sample = ((row * (s * w * s) + (mixed - row * w) * s)[:, None] + sub_off).reshape(-1)
+    f_m = face.reshape(-1).index_select(0, sample)  # [Mm * s * s]
+    keep = (f_m > 0).nonzero()[:, 0]
     owner = keep // (s * s)
-    frame = torch.cat([frame_u, frame_m[owner]])
-    px = torch.cat([px_u, xi[keep].float() + 0.5])
-    py = torch.cat([py_u, yi[keep].float() + 0.5])
-    opix = torch.cat([whole, mixed[owner]])
+    sample = sample.index_select(0, keep)
+    srow = sample // ws  # row of the sample in the stacked frames
+    mixed_k = mixed.index_select(0, owner)
+    frame = torch.cat([frame_u, mixed_k // (h * w)])
+    px = torch.cat([px_u, (sample - srow * ws).float() + 0.5])
+    py = torch.cat([py_u, (srow % hs).float() + 0.5])
+    opix = torch.cat([whole, mixed_k])
     weight = torch.cat([torch.ones_like(px_u), torch.full_like(px[px_u.numel() :], 1.0 / (s * s))])
-    face_index = torch.cat([fmin[whole], f_m[keep]]).long() - 1
+    face_index = torch.cat([fmin.index_select(0, whole), f_m.index_select(0, keep)]).long() - 1
     return frame, px, py, opix, weight, face_index
