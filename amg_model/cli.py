@@ -10,6 +10,12 @@ from collections.abc import Sequence
 from amg_model.errors import AMGError
 
 DTYPES = ("fp16", "bf16", "fp32")
+# Kept in step with smpl.procedural.KINDS and camera.presets.PRESET_NAMES (a test checks), so that
+# building the parser imports no torch.
+MOTION_KINDS = ("idle", "walk", "run", "wave", "jump", "turn")
+CAMERA_PRESETS = (
+    "static", "orbit", "dolly", "truck", "pedestal", "pan", "tilt", "zoom", "crane", "arc", "dolly_zoom",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,24 +31,56 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("output", help="output .safetensors file")
     conv.add_argument("--dtype", choices=DTYPES, default="fp16", help="output tensor dtype (default fp16)")
 
-    demo = sub.add_parser("demo", help="run the pipeline headless and write an mp4 and a PNG strip")
+    demo = sub.add_parser(
+        "demo",
+        help="run the avatar pipeline headless: render avatars, generate, write mp4s and PNGs",
+        description="Body + motion + camera -> avatar render -> VAE -> AMG sampling -> VAE decode. "
+        "Without weights, tiny random models run (a pipeline check in seconds, no downloads).",
+    )
     demo.add_argument("--out", default="output/demo", help="output folder (default output/demo)")
-    demo.add_argument("--frames", type=int, default=16, help="frames to generate (above 16: windowed)")
-    demo.add_argument("--size", type=int, default=64, help="frame size in pixels, multiple of 8 (default 64)")
+    demo.add_argument(
+        "--frames", type=int, default=16, help="frames at 8 fps (default 16 = 2 s; above 16: windowed)"
+    )
+    demo.add_argument(
+        "--size", type=int, default=128, help="frame size in pixels, multiple of 8 (default 128)"
+    )
     demo.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20, as the original)")
     demo.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same video on any device)")
     demo.add_argument("--guidance", type=float, default=3.0, help="text guidance scale (default 3.0)")
     demo.add_argument("--prompt", default=None, help="text prompt")
+    demo.add_argument("--negative", default="", help="negative prompt (default empty, as the original)")
+    demo.add_argument(
+        "--body", default="mannequin", help="'mannequin' (default) or an SMPL/SMPL-H/SMPL-X model file"
+    )
+    demo.add_argument(
+        "--motion", choices=MOTION_KINDS, default="walk", help="procedural motion (default walk)"
+    )
+    demo.add_argument("--motion-file", default=None, help="motion file to use instead (resampled to 8 fps)")
+    demo.add_argument(
+        "--camera", choices=CAMERA_PRESETS, default="orbit", help="camera preset (default orbit)"
+    )
+    demo.add_argument(
+        "--camera-file",
+        default=None,
+        help="camera file instead: .json (AMG camera) or .txt (CameraCtrl poses)",
+    )
+    demo.add_argument(
+        "--fixed-aim",
+        action="store_true",
+        help="aim the preset at the subject's centre over the clip, not per frame",
+    )
     demo.add_argument("--unet", default=None, help="AMG UNet weights (.pth or converted .safetensors)")
     demo.add_argument("--vae", default=None, help="Stable Diffusion 2.1 VAE weights")
     demo.add_argument("--text-encoder", default=None, help="OpenCLIP ViT-H-14 weights")
     demo.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     demo.add_argument(
-        "--reproduce", choices=("change_background",), default=None,
+        "--reproduce",
+        choices=("change_background",),
+        default=None,
         help="re-run an original demo from its released latents (see --data)",
     )
     demo.add_argument("--data", default=None, help="AMG demo data folder (default ../shared/data/amg-demo)")
-    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     demo.add_argument(
         "--precision", choices=("auto", *DTYPES), default="auto",
         help="UNet precision (default auto: fp16 on CUDA, fp32 on the CPU)",
@@ -68,10 +106,17 @@ def _demo(args: argparse.Namespace) -> int:
     from amg_model import demo
 
     common = dict(
-        out_dir=args.out, steps=args.steps, seed=args.seed, guidance=args.guidance,
-        unet_path=args.unet, vae_path=args.vae, text_encoder_path=args.text_encoder,
-        device=args.device, progress=not args.no_progress,
-        precision=args.precision, unet_mode=args.unet_mode,
+        out_dir=args.out,
+        steps=args.steps,
+        seed=args.seed,
+        guidance=args.guidance,
+        unet_path=args.unet,
+        vae_path=args.vae,
+        text_encoder_path=args.text_encoder,
+        device=args.device,
+        progress=not args.no_progress,
+        precision=args.precision,
+        unet_mode=args.unet_mode,
     )
     if args.reproduce == "change_background":
         result = demo.reproduce_change_background(data_dir=args.data, **common)
@@ -79,12 +124,15 @@ def _demo(args: argparse.Namespace) -> int:
         if args.data:
             print("note: --data is only used with --reproduce change_background", file=sys.stderr)
         result = demo.run_demo(
-            frames=args.frames, size=args.size, prompt=args.prompt or demo.DEFAULT_PROMPT, **common
-        )
+            frames=args.frames, size=args.size, prompt=args.prompt or demo.DEFAULT_PROMPT,
+            negative=args.negative, body=args.body, motion=args.motion, motion_file=args.motion_file,
+            camera=args.camera, camera_file=args.camera_file, follow=not args.fixed_aim, **common,
+        )  # fmt: skip
     for note in result.notes:
         print(f"  {note}")
-    print(f"wrote {result.video_path} ({result.frames} frames at {result.fps} fps)")
-    print(f"wrote {result.strip_path}")
+    for path in result.files:
+        detail = f" ({result.frames} frames at {result.fps} fps)" if path.suffix == ".mp4" else ""
+        print(f"wrote {path}{detail}")
     return 0
 
 

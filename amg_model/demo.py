@@ -1,307 +1,142 @@
-"""Headless AMG demo: avatar conditioning video -> latents -> guided DDIM -> decoded video files.
+"""Headless AMG demo: avatars -> conditioning video -> latents -> guided DDIM -> decoded video files.
 
 Two entry points, both used by ``python -m amg_model demo``:
 
-* :func:`run_demo` renders a conditioning video with :func:`render_conditioning`, encodes it, samples
-  and writes ``[avatar | generated]`` as an mp4 and a PNG strip. With no weights given it runs
-  tiny random-weight models (no downloads, seconds on a CPU): the output is noise shaped by the
-  pipeline, which shows that every stage runs, not what AMG looks like.
+* :func:`run_demo` runs the whole avatar pipeline (:mod:`amg_model.pipeline`): a body model (the
+  built-in mannequin, or an SMPL-family file) performs a procedural motion (or a motion file), a
+  preset camera (or a camera file) films it aimed at the subject's centre, the avatars are
+  rendered on black, VAE-encoded, sampled with AMG's guided DDIM and decoded. It writes the
+  ``[avatar | generated]`` mp4, the avatar render alone, a PNG strip and a diagram of the shot.
+  With no weights given it runs tiny random-weight models (no downloads, seconds on a CPU): the
+  generated frames are noise shaped by the pipeline, which shows that every stage runs, not what
+  AMG looks like. With real weights the same call gives real AMG output.
 * :func:`reproduce_change_background` re-runs the original change-background demo from its
   released latents and text embeddings.
 
-The avatar pipeline (body model + motion + camera -> rendered video) plugs in through
-:func:`render_conditioning`, the one seam between "what to film" and "how to generate".
+Models are loaded in :mod:`amg_model.demo_models`, files written by :mod:`amg_model.video_io`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from amg_model.errors import AMGError, CheckpointError
-from amg_model.model.runtime import prepare_unet
-from amg_model.sampling.sample import sample_video
+from amg_model import pipeline
+from amg_model.demo_models import REAL_CONTEXT_DIM, DemoError, DemoModels, load_demo_models
+from amg_model.video_io import latent_preview, write_mp4, write_outputs, write_png
+
+__all__ = [
+    "CHANGE_BACKGROUND", "DEFAULT_PROMPT", "LATENT_SCALE", "REAL_CONTEXT_DIM", "SAMPLE_FPS", "TEXT_TOKENS",
+    "DemoError", "DemoModels", "DemoResult", "default_data_dir", "latent_preview", "load_change_background",
+    "load_demo_models", "render_conditioning", "reproduce_change_background", "run_demo", "write_outputs",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 LATENT_SCALE = 0.18215
 """SD 2.1 VAE latent scale factor; demo latents are stored already multiplied by it."""
-SAMPLE_FPS = 8
+SAMPLE_FPS = pipeline.VIDEO_FPS
 """Frame rate the model was trained at (every 3rd frame of 24 fps); outputs are written at it."""
 TEXT_TOKENS = 77
-REAL_CONTEXT_DIM = 1024
-DEFAULT_PROMPT = "two people dancing on a sunny beach, waves in the background, high quality video"
+DEFAULT_PROMPT = "a person walking on a sunny beach, waves in the background, high quality video"
+DEFAULT_SIZE = 128
 CHANGE_BACKGROUND = "change_background"
-
-
-class DemoError(AMGError):
-    """The demo cannot run with the given files and settings."""
+PREVIEW_SIZE = 512
 
 
 # ----------------------------------------------------------------------------------------------
-# The seam: what the avatars do and how they are filmed.
-# ----------------------------------------------------------------------------------------------
-
-
-def render_conditioning(frames: int = 16, size: int = 64, seed: int = 0) -> torch.Tensor:
-    """Render the avatar video that conditions generation.
-
-    This is the place where the avatar pipeline plugs in: body model + procedural motion + orbit
-    camera -> rendered frames (``amg_model.smpl``, ``amg_model.camera``, ``amg_model.render``). Until
-    then it draws two flat-shaded walking figures on black, the look of AMG's conditioning renders
-    (textured people on a black background with soft edges).
-
-    Args:
-        frames: number of frames ``F`` (at :data:`SAMPLE_FPS`).
-        size: frame height and width ``S`` in pixels (a multiple of 8 for the VAE).
-        seed: varies the figures' colours and phases.
-
-    Returns:
-        float32 ``[F, S, S, 3]`` RGB in 0..1.
-    """
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    out = np.zeros((frames, size, size, 3), dtype=np.float32)
-    people = [
-        {"x0": x0, "speed": speed, "phase": rng.uniform(0, 2 * math.pi), "colour": rng.uniform(0.4, 1.0, 3)}
-        for x0, speed in ((0.3, 0.01), (0.7, -0.008))
-    ]
-    for f in range(frames):
-        img = np.zeros((size, size, 3), dtype=np.float32)
-        for p in people:
-            swing = math.sin(p["phase"] + 2 * math.pi * f / 8.0)
-            cx = (p["x0"] + p["speed"] * f) * size
-            s = size / 64.0
-            hip, neck = (cx, 40 * s), (cx, 22 * s)
-            colour = tuple(float(c) for c in p["colour"])
-            skin = (0.9, 0.75, 0.6)
-
-            def pt(x: float, y: float) -> tuple[int, int]:
-                return int(round(x)), int(round(y))
-
-            thick = max(1, int(round(3 * s)))
-            for sign in (1, -1):  # legs and arms swing in opposition
-                cv2.line(img, pt(*hip), pt(cx + sign * 6 * s * swing, 56 * s), colour, thick)
-                cv2.line(img, pt(*neck), pt(cx - sign * 6 * s * swing, 34 * s), skin, max(1, thick - 1))
-            cv2.line(img, pt(*hip), pt(*neck), colour, max(1, int(round(5 * s))))
-            cv2.circle(img, pt(cx, 16 * s), max(1, int(round(4 * s))), skin, -1)
-        out[f] = cv2.GaussianBlur(img, (0, 0), sigmaX=max(0.5, 0.6 * size / 64.0))
-    return torch.from_numpy(np.clip(out, 0.0, 1.0))
-
-
-# ----------------------------------------------------------------------------------------------
-# Models: tiny random-weight stand-ins or real weights, behind three plain callables.
+# What the avatars do and how they are filmed.
 # ----------------------------------------------------------------------------------------------
 
 
 @dataclass
-class DemoModels:
-    """The three models the demo needs, as plain callables.
+class Scene:
+    """A body model, its motion and the camera filming it, all over the same F frames."""
 
-    Attributes:
-        unet: ``(x [N, 8, F, h, w], t [N], context [N, 77, D]) -> eps [N, 4, F, h, w]``.
-        encode_text: ``prompt -> [1, 77, D]``.
-        encode_video: ``[F, H, W, 3] in 0..1 -> [1, 4, F, H/8, W/8]`` (scaled by 0.18215).
-        decode_video: ``[1, 4, F, h, w]`` (scaled) ``-> [F, 8h, 8w, 3] in 0..1``.
-        context_dim: ``D``.
-        notes: what was used, for the user (e.g. "tiny random-weight UNet").
-    """
-
-    unet: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-    encode_text: Callable[[str], torch.Tensor]
-    encode_video: Callable[[torch.Tensor], torch.Tensor]
-    decode_video: Callable[[torch.Tensor], torch.Tensor]
-    context_dim: int
-    real_vae: bool = False
-    notes: list[str] = field(default_factory=list)
+    body: torch.nn.Module
+    motion: object
+    camera: object
 
 
-def _tiny_unet(context_dim: int, device: torch.device, seed: int = 0) -> torch.nn.Module:
-    """Random-weight 2-level AMG-shaped UNet (8 in, 4 out) with the given context width.
-
-    Attention sits at the coarser level only, which keeps 32x32 latents (the original demo's size)
-    affordable on a CPU.
-    """
-    from dataclasses import replace
-
-    from amg_model.model.tiny import tiny_unet, tiny_unet_config
-
-    config = replace(tiny_unet_config(), cross_attention_dim=context_dim, attention_levels=(False, True))
-    return tiny_unet(seed, config).to(device)
-
-
-def _tiny_text_encoder(context_dim: int) -> Callable[[str], torch.Tensor]:
-    """Random-weight OpenCLIP-style text encoder of width ``D`` (a hashed embedding if unavailable)."""
-    try:
-        from amg_model.model.text import tiny_text_encoder
-    except ImportError:
-        return _hash_text_encoder(context_dim)
-    return _adapt_text_encoder(tiny_text_encoder(context_dim))
-
-
-def _hash_text_encoder(context_dim: int) -> Callable[[str], torch.Tensor]:
-    """Stand-in text encoder: a fixed pseudo-random ``[1, 77, D]`` embedding per prompt."""
-
-    def encode(prompt: str) -> torch.Tensor:
-        seed = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "little")
-        return torch.randn(1, TEXT_TOKENS, context_dim, generator=torch.Generator().manual_seed(seed))
-
-    return encode
-
-
-VideoFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _projection_vae() -> tuple[VideoFn, VideoFn]:
-    """Stand-in VAE: 8x8 average pooling with a fixed RGB->4 projection, and its pseudo-inverse."""
-    # Rows: latent channels; columns: R, G, B, bias. Chosen to be well conditioned, not learned.
-    proj = torch.tensor(
-        [[0.8, 0.6, 0.4, -0.3], [-0.5, 0.7, 0.2, -0.1], [0.3, -0.2, 0.9, -0.2], [-0.6, -0.6, -0.6, 0.9]]
-    )
-    inverse = torch.linalg.pinv(proj[:, :3])
-
-    def encode(frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 3, 1, 2).float()  # [F, 3, H, W]
-        x = torch.nn.functional.avg_pool2d(x, 8)
-        lat = torch.einsum("cr,frhw->cfhw", proj[:, :3], x) + proj[:, 3].view(4, 1, 1, 1)
-        return lat.unsqueeze(0)
-
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        lat = latents[0].float().cpu() - proj[:, 3].view(4, 1, 1, 1)
-        rgb = torch.einsum("rc,cfhw->fhwr", inverse, lat)
-        rgb = rgb.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)
-        return rgb.clamp(0.0, 1.0)
-
-    return encode, decode
-
-
-def latent_preview(latents: torch.Tensor) -> torch.Tensor:
-    """False-colour view of latents without a VAE: channels 0-2, normalised per clip, upsampled 8x.
+def build_scene(
+    frames: int = 16,
+    size: int = DEFAULT_SIZE,
+    body: str = "mannequin",
+    motion: str = pipeline.DEFAULT_MOTION,
+    motion_file: str | None = None,
+    camera: str = pipeline.DEFAULT_CAMERA,
+    camera_file: str | None = None,
+    follow: bool = True,
+) -> Scene:
+    """Body + motion (at :data:`SAMPLE_FPS`, standing on y = 0) + camera aimed at the subject.
 
     Args:
-        latents: ``[1, 4, F, h, w]``.
+        frames: number of frames ``F``.
+        size: square image size in pixels.
+        body: "mannequin" or an SMPL / SMPL-H / SMPL-X model file.
+        motion: procedural kind ("walk", "run", ...), used when ``motion_file`` is None.
+        motion_file: a motion file (any format ``smpl.formats.load_motion`` reads).
+        camera: preset name, used when ``camera_file`` is None.
+        camera_file: ``.json`` (AMG camera) or ``.txt`` (CameraCtrl poses, placed to start where
+            the static preset would film the subject).
+        follow: the preset aims at the subject's centre on every frame (else its centre over the clip).
+    """
+    from amg_model.smpl.body import load_body_model
+
+    body_model = load_body_model(body)
+    if motion_file:
+        clip = pipeline.load_motion_clip(motion_file, frames, SAMPLE_FPS, body_type=body_model.body_type)
+    else:
+        clip = pipeline.make_motion(motion, frames, SAMPLE_FPS, body_type=body_model.body_type)
+    clip = pipeline.place_on_ground(clip, body_model)
+    if camera_file:
+        anchor = pipeline.make_camera("static", clip, body_model, size, follow=False)
+        cam = pipeline.load_camera_file(camera_file, frames, size, anchor=anchor)
+    else:
+        cam = pipeline.make_camera(camera, clip, body_model, size, follow=follow)
+    return Scene(body_model, clip, cam)
+
+
+def render_conditioning(frames: int = 16, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """Render the default conditioning video: the mannequin walking, filmed by an orbiting camera.
+
+    Args:
+        frames: number of frames ``F`` (at :data:`SAMPLE_FPS`).
+        size: frame height and width ``S`` in pixels (a multiple of 8 for the VAE).
+        seed: varies the avatar's clothing colours.
 
     Returns:
-        ``[F, 8h, 8w, 3]`` in 0..1.
+        float32 ``[F, S, S, 3]`` RGB in 0..1, the avatar on black.
     """
-    x = latents[0, :3].float().cpu()
-    lo = x.amin(dim=(1, 2, 3), keepdim=True)
-    hi = x.amax(dim=(1, 2, 3), keepdim=True)
-    x = ((x - lo) / (hi - lo).clamp_min(1e-6)).permute(1, 2, 3, 0)
-    return x.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)
+    scene = build_scene(frames, size)
+    return _render(scene, size, seed, progress=False)
 
 
-def load_demo_models(
-    unet_path: str | None = None,
-    vae_path: str | None = None,
-    text_encoder_path: str | None = None,
-    device: str | torch.device = "cpu",
-    context_dim: int | None = None,
-    precision: str = "auto",
-    unet_mode: str = "auto",
-) -> DemoModels:
-    """Load the demo's models: real ones where a path is given, tiny stand-ins otherwise.
+def _render(scene: Scene, size: int, seed: int, progress: bool) -> torch.Tensor:
+    from tqdm import tqdm
 
-    Args:
-        unet_path: AMG UNet (the released ``.pth`` or a converted ``.safetensors``).
-        vae_path: Stable Diffusion 2.1 checkpoint or VAE file.
-        text_encoder_path: OpenCLIP ViT-H-14 weights (``open_clip_pytorch_model.bin``).
-        device: where the UNet runs.
-        context_dim: text width for the tiny models (default: 1024 with a real text encoder or real
-            data, else the tiny default).
-        precision, unet_mode: UNet precision and execution mode (see
-            :func:`~amg_model.model.runtime.prepare_unet`; "auto": fp16 with CUDA graphs on CUDA).
-    """
-    device = torch.device(device)
-    notes: list[str] = []
-    real_vae = False
-    unet = None
-    if unet_path:
-        from amg_model.model.checkpoint import load_unet
+    from amg_model.render.appearance import appearance_preset
 
-        unet = load_unet(unet_path, device=device)
-        notes.append(f"UNet: {unet_path}")
-    if text_encoder_path:
-        from amg_model.model.text import load_text_encoder
+    looks = [appearance_preset("casual", index=i, seed=seed) for i in range(len(scene.motion.persons))]
+    bar = tqdm(
+        total=scene.camera.num_frames, desc="rendering", unit="frame", file=sys.stderr, disable=not progress
+    )
 
-        encode_text = _adapt_text_encoder(load_text_encoder(text_encoder_path, device=device))
-        dim = REAL_CONTEXT_DIM
-        notes.append(f"text encoder: {text_encoder_path}")
-    else:
-        dim = getattr(unet, "context_dim", None) or context_dim or (REAL_CONTEXT_DIM if unet_path else 32)
-        encode_text = _tiny_text_encoder(dim)
-        notes.append("text encoder: tiny random weights (pass --text-encoder)")
-    if unet is None:
-        unet = _tiny_unet(dim, device)
-        notes.append("UNet: tiny random weights (output is structured noise; pass --unet for real results)")
-    elif getattr(unet, "context_dim", dim) != dim:
-        raise DemoError(
-            f"{Path(unet_path).name} expects text width {unet.context_dim} but the text encoder gives {dim}; "
-            "use the AMG UNet with the OpenCLIP ViT-H-14 encoder."
-        )
-    if vae_path:
-        from amg_model.model.vae import load_vae
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
 
-        encode_video, decode_video = _adapt_vae(load_vae(vae_path, device=device), device)
-        real_vae = True
-        notes.append(f"VAE: {vae_path}")
-    else:
-        encode_video, decode_video = _tiny_vae(device)
-        notes.append("VAE: tiny random weights (pass --vae)")
-    unet = prepare_unet(unet, device, precision, unet_mode)
-    return DemoModels(unet, encode_text, encode_video, decode_video, dim, real_vae, notes)
-
-
-def _adapt_text_encoder(encoder: object) -> Callable[[str], torch.Tensor]:
-    """``prompt -> [1, 77, D]`` from the library's text encoder (``encode`` method or callable)."""
-    fn = getattr(encoder, "encode", encoder)
-    if not callable(fn):
-        raise CheckpointError("the loaded text encoder has no encode method; update amg_model.")
-
-    def encode(prompt: str) -> torch.Tensor:
-        emb = fn([prompt])
-        return emb if emb.ndim == 3 else emb.unsqueeze(0)
-
-    return encode
-
-
-def _adapt_vae(vae: object, device: torch.device) -> tuple[VideoFn, VideoFn]:
-    """Video encode/decode in the demo's layout from the library's frame-wise ``VideoVAE``.
-
-    ``VideoVAE.encode`` takes ``[F, 3, H, W]`` in [-1, 1] and returns scaled latents ``[F, 4, h, w]``;
-    ``decode`` is its inverse.
-    """
-    if not (hasattr(vae, "encode") and hasattr(vae, "decode")):
-        raise CheckpointError("the loaded VAE has no encode/decode methods; update amg_model.")
-
-    def encode(frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 3, 1, 2).to(device) * 2.0 - 1.0  # [F, 3, H, W] in [-1, 1]
-        return vae.encode(x).permute(1, 0, 2, 3).unsqueeze(0).float()  # [1, 4, F, h, w]
-
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        x = vae.decode(latents[0].permute(1, 0, 2, 3).to(device))  # [F, 3, H, W]
-        return ((x.float().cpu() + 1.0) * 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1)
-
-    return encode, decode
-
-
-def _tiny_vae(device: torch.device) -> tuple[VideoFn, VideoFn]:
-    """Random-weight SD-shaped VAE (the projection stand-in if the library has none)."""
     try:
-        from amg_model.model.vae import tiny_vae
-    except ImportError:
-        return _projection_vae()
-    return _adapt_vae(tiny_vae().to(device), device)
+        return pipeline.render_avatar_video(
+            scene.body, scene.motion, scene.camera, size, looks, progress=advance
+        )
+    finally:
+        bar.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,26 +146,28 @@ def _tiny_vae(device: torch.device) -> tuple[VideoFn, VideoFn]:
 
 @dataclass
 class DemoResult:
-    """Files a demo run wrote and what it used."""
+    """Files a demo run wrote and what it used.
+
+    Attributes:
+        video_path: ``[avatar | generated]`` mp4.
+        strip_path: PNG of every frame, a row per panel.
+        frames, fps: length and frame rate of the videos.
+        notes: which models were stand-ins, for the user.
+        render_path: the avatar render alone (mp4), where the run rendered one.
+        preview_path: diagram of the camera path and the subjects (PNG), where there is a scene.
+    """
 
     video_path: Path
     strip_path: Path
     frames: int
     fps: int
     notes: list[str]
+    render_path: Path | None = None
+    preview_path: Path | None = None
+    files: list[Path] = field(default_factory=list)
 
 
-def _sample(
-    models: DemoModels,
-    avatar_latents: torch.Tensor,
-    cond: torch.Tensor,
-    uncond: torch.Tensor,
-    steps: int,
-    guidance: float,
-    seed: int,
-    device: torch.device,
-    progress: bool,
-) -> torch.Tensor:
+def _progress_callback(steps: int, progress: bool):
     from tqdm import tqdm
 
     bar = tqdm(total=steps, desc="sampling", unit="step", file=sys.stderr, disable=not progress)
@@ -340,61 +177,7 @@ def _sample(
         bar.set_postfix(t=t)
         bar.update(1)
 
-    # As the original: fp16 autocast over fp32 weights on CUDA, plain fp32 on the CPU.
-    try:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            return sample_video(
-                models.unet,
-                avatar_latents.to(device),
-                cond.to(device),
-                uncond.to(device),
-                steps=steps,
-                guidance=guidance,
-                seed=seed,
-                callback=callback,
-            )
-    finally:
-        bar.close()
-
-
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """``[F, H, W, 3]`` in 0..1 -> uint8 RGB numpy."""
-    return (frames.detach().float().cpu().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
-
-
-def write_outputs(
-    out_dir: Path, name: str, panels: list[torch.Tensor], fps: int = SAMPLE_FPS
-) -> tuple[Path, Path]:
-    """Write panels side by side as ``<name>.mp4`` and a ``<name>_strip.png`` (one row per panel).
-
-    Args:
-        panels: each ``[F, H, W, 3]`` in 0..1, same ``F`` and ``H`` (e.g. avatar, generated).
-        fps: frame rate of the mp4.
-
-    Returns:
-        ``(mp4 path, png path)``.
-    """
-    import cv2
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    arrays = [_to_uint8(p) for p in panels]
-    video = np.concatenate(arrays, axis=2)  # [F, H, sum W, 3]
-    frames, height, width = video.shape[:3]
-    video_path = out_dir / f"{name}.mp4"
-    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        raise DemoError(f"{video_path}: OpenCV cannot write mp4v video; install opencv-python with FFmpeg.")
-    try:
-        for frame in video:
-            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-    finally:
-        writer.release()
-    strip = np.concatenate([np.concatenate(list(a), axis=1) for a in arrays], axis=0)  # rows: panels
-    strip_path = out_dir / f"{name}_strip.png"
-    if not cv2.imwrite(str(strip_path), np.ascontiguousarray(strip[:, :, ::-1])):
-        raise DemoError(f"{strip_path}: OpenCV could not write the PNG; check that the folder is writable.")
-    logger.info("wrote %s (%d frames at %d fps) and %s", video_path, frames, fps, strip_path)
-    return video_path, strip_path
+    return bar, callback
 
 
 def _resolve_device(device: str | None) -> torch.device:
@@ -405,10 +188,23 @@ def _resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
+def _load_models(
+    unet_path: str | None,
+    vae_path: str | None,
+    text_encoder_path: str | None,
+    device: torch.device,
+    context_dim: int | None = None,
+    precision: str = "auto",
+    unet_mode: str = "auto",
+) -> DemoModels:
+    """Load the models for either entry point (``load_demo_models`` wraps the UNet with prepare_unet)."""
+    return load_demo_models(unet_path, vae_path, text_encoder_path, device, context_dim, precision, unet_mode)
+
+
 def run_demo(
     out_dir: str | Path = "output/demo",
     frames: int = 16,
-    size: int = 64,
+    size: int = DEFAULT_SIZE,
     steps: int = 20,
     seed: int = 0,
     prompt: str = DEFAULT_PROMPT,
@@ -420,17 +216,31 @@ def run_demo(
     progress: bool = True,
     precision: str = "auto",
     unet_mode: str = "auto",
+    negative: str = "",
+    body: str = "mannequin",
+    motion: str = pipeline.DEFAULT_MOTION,
+    motion_file: str | None = None,
+    camera: str = pipeline.DEFAULT_CAMERA,
+    camera_file: str | None = None,
+    follow: bool = True,
 ) -> DemoResult:
-    """Render a conditioning video, generate from it, and write ``[avatar | generated]`` files.
+    """Run the avatar pipeline end to end and write its files into ``out_dir``.
+
+    Files: ``demo.mp4`` (``[avatar | generated]`` side by side), ``demo_avatars.mp4`` (the
+    conditioning render alone), ``demo_strip.png`` (every frame; rows: avatar, generated) and
+    ``demo_scene.png`` (camera path and subjects from above and from the side). Videos are at
+    :data:`SAMPLE_FPS`: the motion is sampled at that rate, one motion frame per video frame.
 
     Args:
         out_dir: output folder (created).
         frames: number of frames ``F``; above 16 the sampler uses overlapping windows.
         size: frame size in pixels (multiple of 8).
-        steps, seed, prompt, guidance: sampling settings (see :func:`sample_video`).
+        steps, seed, prompt, negative, guidance: sampling settings (see :func:`sample_video`);
+            ``seed`` also picks the avatar's colours.
         unet_path, vae_path, text_encoder_path: real weights; tiny stand-ins where None.
         device: "cpu" or "cuda"; default: CUDA when available.
-        precision, unet_mode: see :func:`load_demo_models`.
+        precision, unet_mode: UNet precision and execution mode (see :func:`load_demo_models`).
+        body, motion, motion_file, camera, camera_file, follow: the scene (see :func:`build_scene`).
 
     Returns:
         The written files; ``notes`` says which models were stand-ins.
@@ -440,16 +250,27 @@ def run_demo(
     if frames < 1:
         raise DemoError(f"--frames {frames}: use at least 1 frame.")
     dev = _resolve_device(device)
-    models = load_demo_models(unet_path, vae_path, text_encoder_path, dev, None, precision, unet_mode)
-    avatar_frames = render_conditioning(frames, size, seed)
-    with torch.no_grad():
-        avatar_latents = models.encode_video(avatar_frames)
-        cond, uncond = models.encode_text(prompt), models.encode_text("")
-    latents = _sample(models, avatar_latents, cond, uncond, steps, guidance, seed, dev, progress)
-    with torch.no_grad():
-        generated = models.decode_video(latents)
-    video, strip = write_outputs(Path(out_dir), "demo", [avatar_frames, generated])
-    return DemoResult(video, strip, frames, SAMPLE_FPS, models.notes)
+    scene = build_scene(frames, size, body, motion, motion_file, camera, camera_file, follow)
+    avatar_frames = _render(scene, size, seed, progress)
+    models = _load_models(unet_path, vae_path, text_encoder_path, dev, None, precision, unet_mode)
+    bar, callback = _progress_callback(steps, progress)
+    try:
+        generated = pipeline.generate_video(
+            models.unet, models.vae, models.text_encoder, avatar_frames, prompt, negative,
+            steps=steps, guidance=guidance, seed=seed, device=dev, callback=callback,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    out = Path(out_dir)
+    video, strip = write_outputs(out, "demo", [avatar_frames, generated], fps=SAMPLE_FPS)
+    render = write_mp4(out / "demo_avatars.mp4", avatar_frames, SAMPLE_FPS)
+    preview = write_png(
+        out / "demo_scene.png", pipeline.render_preview(scene.body, scene.motion, scene.camera, PREVIEW_SIZE)
+    )
+    logger.info("wrote %s and %s", render, preview)
+    return DemoResult(
+        video, strip, frames, SAMPLE_FPS, models.notes, render, preview, [video, render, strip, preview]
+    )
 
 
 def default_data_dir() -> Path:
@@ -509,13 +330,10 @@ def reproduce_change_background(
     data = load_change_background(data_dir or default_data_dir())
     dev = _resolve_device(device)
     context_dim = data["caption_y"].shape[-1]
-    models = load_demo_models(
-        unet_path, vae_path, text_encoder_path, dev, context_dim, precision, unet_mode
-    )
+    models = _load_models(unet_path, vae_path, text_encoder_path, dev, context_dim, precision, unet_mode)
     notes = [n for n in models.notes if not n.startswith(("text encoder", "VAE: tiny"))]
     if text_encoder_path:
-        with torch.no_grad():
-            cond = models.encode_text(data["new_caption"])
+        cond = models.encode_text(data["new_caption"])
         notes.append("prompt: the demo's new caption (autumn forest trail), encoded")
     else:
         cond = data["caption_y"]
@@ -529,12 +347,18 @@ def reproduce_change_background(
             "use the OpenCLIP ViT-H-14 encoder."
         )
     avatar_latents, uncond = data["avatar_latents"], data["zero_y"]
-    latents = _sample(models, avatar_latents, cond, uncond, steps, guidance, seed, dev, progress)
+    bar, callback = _progress_callback(steps, progress)
+    try:
+        latents = pipeline.sample_latents(
+            models.unet, avatar_latents, cond, uncond, steps, guidance, seed, dev, callback
+        )
+    finally:
+        bar.close()
     decode = models.decode_video if models.real_vae else latent_preview
     with torch.no_grad():
         generated = decode(latents)
         avatar = decode(avatar_latents)
     if not models.real_vae:
         notes.append("frames are a false-colour latent preview (no VAE); pass --vae to decode them")
-    video, strip = write_outputs(Path(out_dir), str(data["name"]), [avatar, generated])
-    return DemoResult(video, strip, generated.shape[0], SAMPLE_FPS, notes)
+    video, strip = write_outputs(Path(out_dir), str(data["name"]), [avatar, generated], fps=SAMPLE_FPS)
+    return DemoResult(video, strip, generated.shape[0], SAMPLE_FPS, notes, files=[video, strip])

@@ -8,7 +8,7 @@ import cv2
 import pytest
 import torch
 
-from amg_model import demo
+from amg_model import demo, demo_models
 from amg_model.cli import main
 
 
@@ -22,30 +22,68 @@ def _frame_count(path: Path) -> int:
     return n
 
 
-def test_demo_writes_video_and_strip(tmp_path, capsys):
+def test_demo_writes_video_render_strip_and_scene(tmp_path, capsys):
     args = ["--frames", "4", "--size", "32", "--steps", "2", "--no-progress"]
     rc = main(["demo", "--out", str(tmp_path), *args])
     assert rc == 0
-    video, strip = tmp_path / "demo.mp4", tmp_path / "demo_strip.png"
-    assert video.is_file() and strip.is_file()
-    assert _frame_count(video) == 4
-    cap = cv2.VideoCapture(str(video))
-    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(8.0)
-    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 32)
-    cap.release()
-    assert cv2.imread(str(strip)).shape == (64, 128, 3)  # rows: avatar, generated; 4 frames of 32
-    assert "tiny random weights" in capsys.readouterr().out
+    video, render = tmp_path / "demo.mp4", tmp_path / "demo_avatars.mp4"
+    strip, scene = tmp_path / "demo_strip.png", tmp_path / "demo_scene.png"
+    for path, width in ((video, 64), (render, 32)):  # [avatar | generated], avatar alone
+        assert _frame_count(path) == 4
+        cap = cv2.VideoCapture(str(path))
+        assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(8.0)
+        assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (width, 32)
+        cap.release()
+    strip_img = cv2.imread(str(strip))
+    assert strip_img.shape == (64, 128, 3)  # rows: avatar, generated; 4 frames of 32
+    avatar_row = strip_img[:32]
+    assert avatar_row.max() > 100 and (avatar_row.max(-1) == 0).mean() > 0.5  # avatars on black
+    assert cv2.imread(str(scene)).shape == (256, 512, 3)
+    out = capsys.readouterr().out
+    assert "tiny random weights" in out
+    assert all(f"wrote {p}" in out for p in (video, render, strip, scene))
+
+
+def test_demo_motion_and_camera_choices_match_the_library():
+    from amg_model.camera.presets import PRESET_NAMES
+    from amg_model.cli import CAMERA_PRESETS, MOTION_KINDS
+    from amg_model.smpl.procedural import KINDS
+
+    assert set(MOTION_KINDS) == set(KINDS) and tuple(CAMERA_PRESETS) == tuple(PRESET_NAMES)
+
+
+def test_demo_with_motion_and_camera_files(tmp_path):
+    from amg_model import pipeline
+    from amg_model.camera.serialize import save_camera_json
+    from amg_model.smpl.formats import save_motion
+
+    motion_path = save_motion(pipeline.make_motion("wave", 9, fps=24.0), tmp_path / "wave.npz")
+    camera_path = tmp_path / "cam.json"
+    save_camera_json(pipeline.make_camera("dolly", size=48, frames=5), camera_path)
+    args = [
+        "--frames",
+        "3",
+        "--size",
+        "16",
+        "--steps",
+        "1",
+        "--no-progress",
+        "--motion-file",
+        str(motion_path),
+    ]
+    assert main(["demo", "--out", str(tmp_path / "out"), *args, "--camera-file", str(camera_path)]) == 0
+    assert _frame_count(tmp_path / "out" / "demo_avatars.mp4") == 3
 
 
 def test_demo_long_clip_uses_windows(tmp_path, monkeypatch):
     seen = []
-    real = demo._tiny_unet
+    real = demo_models._tiny_unet
 
     def recording_unet(context_dim, device, seed=0):
         net = real(context_dim, device, seed)
         return lambda x, t, c: (seen.append(x.shape[2]), net(x, t, c))[1]
 
-    monkeypatch.setattr(demo, "_tiny_unet", recording_unet)
+    monkeypatch.setattr(demo_models, "_tiny_unet", recording_unet)
     result = demo.run_demo(tmp_path, frames=20, size=16, steps=1, progress=False)
     assert result.frames == 20 and _frame_count(result.video_path) == 20
     assert seen == [16, 16]
@@ -71,7 +109,7 @@ def test_reproduce_change_background_on_demo_data(tmp_path, monkeypatch, capsys)
     def toy_unet(context_dim, device, seed=0):
         return lambda x, t, c: torch.tanh(x[:, :4] + x[:, 4:]) * 0.5
 
-    monkeypatch.setattr(demo, "_tiny_unet", toy_unet)
+    monkeypatch.setattr(demo_models, "_tiny_unet", toy_unet)
     args = ["--reproduce", "change_background", "--steps", "2", "--no-progress"]
     rc = main(["demo", "--out", str(tmp_path), *args])
     assert rc == 0
