@@ -42,7 +42,10 @@ def main() -> None:
     kp = torch.cat([noisy, torch.ones(*uv.shape[:-1], 1)], -1).permute(1, 0, 2, 3).to(a.device)
     t0 = time.perf_counter()
     motion, camera = fit_keypoints(kp, body, image_size=(640, 480), iterations=a.iterations)
+    if torch.device(a.device).type == "cuda":
+        torch.cuda.synchronize()
     t2d = time.perf_counter() - t0
+    camera = camera.to("cpu")
     fj, ff = motion_joints(body, motion)
     fuv = torch.stack([camera.project(smpl_to_coco18(fj, ff)[p].cpu())[0] for p in range(a.persons)])
     order = [int((fuv[p] - uv).norm(dim=-1).mean((1, 2)).argmin()) for p in range(a.persons)]
