@@ -129,13 +129,19 @@ def render_meshes(
         depth=torch.zeros(n_frames, height, width, device=device),
         normals=torch.zeros(n_frames, height, width, 3, device=device),
     )
+    # One z-buffer for all chunks: clearing it costs less than a fresh allocation (page faults).
+    zbuf_buffer = torch.empty(
+        min(chunk_frames, n_frames) * (height * s + BLOCK_PAD) * (width * s + BLOCK_PAD),
+        dtype=torch.long,
+        device=device,
+    )
     for f0 in range(0, n_frames, chunk_frames):
         f1 = min(n_frames, f0 + chunk_frames)
         frames = slice(f0, f1)
         chunk_colors = colors[frames] if colors.shape[0] > 1 else colors
         _render_chunk(
             verts[frames], tris, chunk_colors, face_person, n_persons, uvs, textures,
-            cam, frames, s, lighting, near, cull_backfaces, out,
+            cam, frames, s, lighting, near, cull_backfaces, out, zbuf_buffer,
         )  # fmt: skip
         if progress is not None:
             progress(f1, n_frames)
@@ -225,7 +231,7 @@ def _camera_to(camera: Camera, device: torch.device) -> Camera:
 
 
 def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, cam, frames, s, lighting,
-                  near, cull_backfaces, out):  # fmt: skip
+                  near, cull_backfaces, out, zbuf_buffer=None):  # fmt: skip
     """Render frames ``frames`` (a slice) of the concatenated mesh into ``out``."""
     fc, n_verts = verts.shape[0], verts.shape[1]
     n_tris = tris.shape[0]
@@ -242,8 +248,11 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     # Triangles of all frames: corner vertex indices into the flattened [Fc * V] vertex list.
     frame_of = torch.arange(fc, device=verts.device)
     tri_v = (tris[None] + frame_of[:, None, None] * n_verts).reshape(-1, 3)  # [N, 3]
-    tx, ty, tz = sx.reshape(-1)[tri_v], sy.reshape(-1)[tri_v], z.reshape(-1)[tri_v]
-    zbuf = rasterize_zbuffer(tx, ty, tz, frame_of.repeat_interleave(n_tris), fc, hs, ws, near, cull_backfaces)
+    flat_v = tri_v.reshape(-1)
+    tx, ty, tz = (t.reshape(-1).index_select(0, flat_v).view(-1, 3) for t in (sx, sy, z))
+    zbuf = rasterize_zbuffer(
+        tx, ty, tz, frame_of.repeat_interleave(n_tris), fc, hs, ws, near, cull_backfaces, zbuf_buffer
+    )
     hp, wp = zbuf.shape[1:]
 
     # Where to shade (like MSAA): once at the centre of an output pixel whose samples all see one
@@ -282,7 +291,7 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     view *= torch.rsqrt((view**2).sum(0))
     normal *= torch.where((normal * view).sum(0) > 0, -1.0, 1.0)  # both sides: face the camera
 
-    person = face_person[f % n_tris]
+    person = face_person.index_select(0, f % n_tris)
     if uvs is not None:
         for p, tex in enumerate(textures):
             if tex is not None:
@@ -305,14 +314,12 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     out.person_masks.view(-1).index_add_(0, ppix, weight)
 
     # Depth: coverage-weighted mean; normals: unit length (only where something was drawn).
-    cover = out.mask[frames].reshape(-1)
-    drawn = cover.nonzero()[:, 0]
-    cov = cover[drawn]
-    dep = out.depth[frames].view(-1)
-    dep[drawn] = dep[drawn] / cov
-    nrm = out.normals[frames].view(-1, 3)
-    n_drawn = nrm[drawn]
-    nrm[drawn] = n_drawn * torch.rsqrt((n_drawn**2).sum(1, keepdim=True) + 1e-24)
+    # Whole-chunk passes (no gathers): undrawn pixels hold 0 and stay 0 (0 * rsqrt(1e-24) = 0).
+    cover = out.mask[frames]
+    dep = out.depth[frames]
+    dep.copy_(torch.where(cover > 0, dep / cover, dep))
+    nrm = out.normals[frames]
+    nrm.mul_(torch.rsqrt((nrm * nrm).sum(-1, keepdim=True) + 1e-24))
 
 
 def _shading_samples(key: torch.Tensor, s: int):

@@ -27,7 +27,7 @@ MAX_FRAGMENTS = 1 << 22
 
 def rasterize_zbuffer(
     tx: torch.Tensor, ty: torch.Tensor, tz: torch.Tensor, tri_frame: torch.Tensor, n_frames: int, hs: int,
-    ws: int, near: float, cull_backfaces: bool,
+    ws: int, near: float, cull_backfaces: bool, buffer: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Z-buffer the triangles of several frames.
 
@@ -38,6 +38,9 @@ def rasterize_zbuffer(
         n_frames, hs, ws: the size of the z-buffer.
         near: triangles with a corner at z < near are dropped.
         cull_backfaces: drop triangles whose corners run clockwise on screen (x right, y down).
+        buffer: optional flat int64 tensor of at least n_frames * (hs + pad) * (ws + pad)
+            elements to hold the z-buffer (reused between calls: a fresh large allocation costs
+            more than clearing one on the CPU).
 
     Returns:
         [n_frames, hs + pad, ws + pad] int64 z-buffer: per pixel (inverse depth bits << 32) |
@@ -59,8 +62,8 @@ def rasterize_zbuffer(
     if cull_backfaces:
         keep &= area2 < 0  # counter-clockwise in the y-up world is clockwise on the y-down screen
     idx = keep.nonzero()[:, 0]
-    tx, ty, tz, area2 = tx[idx], ty[idx], tz[idx], area2[idx]
-    bx0, bx1, by0, by1 = bx0[idx], bx1[idx], by0[idx], by1[idx]
+    tx, ty, tz, area2 = (t.index_select(0, idx) for t in (tx, ty, tz, area2))
+    bx0, bx1, by0, by1 = (t.index_select(0, idx) for t in (bx0, bx1, by0, by1))
 
     # Plane coefficients in the box's frame: value = A * gx + B * gy + C at the pixel centre
     # (bx0 + gx + 0.5, by0 + gy + 0.5). Rows 0-2: signed distance (pixels) to each edge, positive
@@ -81,7 +84,7 @@ def rasterize_zbuffer(
 
     bw = (bx1 - bx0 + 1).long()
     bh = (by1 - by0 + 1).long()
-    base = tri_frame[idx] * (hp * wp) + by0.long() * wp + bx0.long()
+    base = tri_frame.index_select(0, idx) * (hp * wp) + by0.long() * wp + bx0.long()
     face_id = idx
 
     # Boxes larger than the largest block are cut into tiles of up to _TILE x _TILE pixels (the
@@ -98,22 +101,24 @@ def rasterize_zbuffer(
         ntx_o = ntx.repeat_interleave(counts)
         dx = (local % ntx_o) * _TILE
         dy = (local // ntx_o) * _TILE
-        tw = (bw[owner] - dx).clamp(max=_TILE)
-        th = (bh[owner] - dy).clamp(max=_TILE)
-        tile_coef = coef[owner]
+        tw = (bw.index_select(0, owner) - dx).clamp(max=_TILE)
+        th = (bh.index_select(0, owner) - dy).clamp(max=_TILE)
+        tile_coef = coef.index_select(0, owner)
         tile_coef[:, :, 2] += tile_coef[:, :, 0] * dx[:, None] + tile_coef[:, :, 1] * dy[:, None]
         # The largest value of an edge distance over a tile sits at one of its corners.
         edges = tile_coef[:, :3]
         reach = edges[..., 2] + edges[..., 0].clamp(min=0) * (tw - 1)[:, None]
         reach = reach + edges[..., 1].clamp(min=0) * (th - 1)[:, None]
         hit = (reach.amin(1) >= -_EDGE_EPS).nonzero()[:, 0]
-        owner, dx, dy, tw, th, tile_coef = owner[hit], dx[hit], dy[hit], tw[hit], th[hit], tile_coef[hit]
+        owner, dx, dy, tw, th, tile_coef = (
+            t.index_select(0, hit) for t in (owner, dx, dy, tw, th, tile_coef)
+        )
         small = (~big).nonzero()[:, 0]
-        coef = torch.cat([coef[small], tile_coef])
-        base = torch.cat([base[small], base[owner] + dy * wp + dx])
-        face_id = torch.cat([face_id[small], face_id[owner]])
-        bw = torch.cat([bw[small], tw])
-        bh = torch.cat([bh[small], th])
+        coef = torch.cat([coef.index_select(0, small), tile_coef])
+        base = torch.cat([base.index_select(0, small), base.index_select(0, owner) + dy * wp + dx])
+        face_id = torch.cat([face_id.index_select(0, small), face_id.index_select(0, owner)])
+        bw = torch.cat([bw.index_select(0, small), tw])
+        bh = torch.cat([bh.index_select(0, small), th])
 
     face_word = (face_id + 1).to(torch.int32)  # face index + 1, so that 0 is "nothing"
     # Group blocks by size class; evaluate each class with one matrix product.
@@ -122,7 +127,11 @@ def rasterize_zbuffer(
     cls = torch.searchsorted(sizes, bw) * n_sizes + torch.searchsorted(sizes, bh)
     order = torch.argsort(cls)
     counts = torch.bincount(cls, minlength=n_sizes * n_sizes).tolist()
-    zbuf = torch.zeros(n_frames * hp * wp, dtype=torch.long, device=device)
+    n_px = n_frames * hp * wp
+    if buffer is not None and buffer.numel() >= n_px:
+        zbuf = buffer[:n_px].zero_()
+    else:
+        zbuf = torch.zeros(n_px, dtype=torch.long, device=device)
     start = 0
     for c, count in enumerate(counts):
         if count == 0:
@@ -137,14 +146,17 @@ def rasterize_zbuffer(
         step = max(1, MAX_FRAGMENTS // gx.numel())
         for s0 in range(start, start + count, step):
             sel = order[s0 : min(start + count, s0 + step)]
-            values = (coef[sel].reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
+            values = (coef.index_select(0, sel).reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
             inside = values[:, :3].amin(1) >= -_EDGE_EPS
             # key = (inverse depth bits << 32) | face: the two 32-bit words side by side, read as
             # one int64 (little-endian). Inverse depth is positive inside, so its bits order like
             # the value; outside it is 0 (the face word then carries no meaning).
             inv_depth = torch.where(inside, values[:, 3], torch.zeros((), device=device))
-            words = torch.stack([face_word[sel, None].expand_as(inv_depth), inv_depth.view(torch.int32)], -1)
+            fw = face_word.index_select(0, sel)[:, None].expand_as(inv_depth)
+            words = torch.stack([fw, inv_depth.view(torch.int32)], -1)
             key = words.view(torch.long)
-            zbuf.scatter_reduce_(0, (base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
+            zbuf.scatter_reduce_(
+                0, (base.index_select(0, sel)[:, None] + offset).reshape(-1), key.reshape(-1), "amax"
+            )
         start += count
     return zbuf.view(n_frames, hp, wp)

@@ -194,3 +194,18 @@ def test_large_triangle_area_with_tiles():
     perimeter = sum(float((pix[i] - pix[(i + 1) % 3]).norm()) for i in range(3))
     assert out.mask.sum().item() == pytest.approx(area, abs=perimeter / 8)
     assert out.image[0, 32, 32].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_zbuffer_reuses_a_dirty_buffer():
+    """A reused z-buffer buffer (garbage from an earlier chunk) gives the same keys as a fresh one."""
+    from amg_model.render.zbuffer import BLOCK_PAD, rasterize_zbuffer
+
+    torch.manual_seed(0)
+    tx, ty = torch.rand(40, 3) * 30, torch.rand(40, 3) * 30
+    tz = 1 + torch.rand(40, 3)
+    tri_frame = torch.arange(40) % 2
+    fresh = rasterize_zbuffer(tx, ty, tz, tri_frame, 2, 30, 30, 0.01, False)
+    buffer = torch.full((3 * (30 + BLOCK_PAD) ** 2,), 12345, dtype=torch.long)
+    reused = rasterize_zbuffer(tx, ty, tz, tri_frame, 2, 30, 30, 0.01, False, buffer)
+    assert torch.equal(fresh, reused)
+    assert (fresh[:, :30, :30].view(torch.int32)[..., 1::2] > 0).any()
