@@ -152,3 +152,12 @@ def test_demo_with_vae_file_decodes_frames(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "out"), *args]) == 0
     assert _frame_count(tmp_path / "out" / "demo.mp4") == 3
     assert cv2.imread(str(tmp_path / "out" / "demo_strip.png")).shape == (32, 48, 3)
+
+
+def test_demo_with_an_smpl_body_file(tmp_path):
+    from tests.fixtures.smpl_files import write_smpl_npz
+
+    body = write_smpl_npz(tmp_path / "SMPL_NEUTRAL.npz", "smpl")
+    args = ["--body", str(body), "--frames", "2", "--size", "16", "--steps", "1", "--no-progress"]
+    assert main(["demo", "--out", str(tmp_path / "out"), *args]) == 0
+    assert _frame_count(tmp_path / "out" / "demo_avatars.mp4") == 2
