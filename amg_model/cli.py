@@ -82,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default=None, help="AMG demo data folder (default ../shared/data/amg-demo)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     demo.add_argument(
-        "--precision", choices=("auto", *DTYPES), default="auto",
+        "--precision",
+        choices=("auto", *DTYPES),
+        default="auto",
         help="UNet precision (default auto: fp16 on CUDA, fp32 on the CPU)",
     )
     demo.add_argument(
-        "--unet-mode", default="auto",
+        "--unet-mode",
+        default="auto",
         choices=("auto", "eager", "cuda_graph", "compile", "compile_cuda_graph"),
         help="UNet execution (default auto: cuda_graph on CUDA, eager on the CPU); the compile modes are "
         "fastest but compile for 1.5-4 minutes on first use (cached on disk by torch)",
