@@ -124,7 +124,8 @@ class FastUNet:
     ):
         if mode not in MODES:
             raise ValueError(f"unknown UNet execution mode {mode!r}; use one of {MODES}.")
-        self.unet = unet.to(dtype=dtype).eval().requires_grad_(False)
+        # torch's own Module.to: diffusers' override warns about fp32-pinned modules it has none of
+        self.unet = torch.nn.Module.to(unet, dtype=dtype).eval().requires_grad_(False)
         if channels_last:
             for m in self.unet.modules():
                 if isinstance(m, torch.nn.Conv2d):

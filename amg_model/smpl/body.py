@@ -12,8 +12,9 @@ SMPL's ``left_hand``/``right_hand`` the ``left_middle1``/``right_middle1`` joint
 middle finger, in the middle of the knuckle row, where SMPL places its hand joint).
 
 Translation convention (all body types, as smplx): ``transl`` is added to the posed body, whose
-pelvis stays at its rest position. The rest pelvis of SMPL-family models is near the origin;
-the mannequin's is at its hip height (its feet stand on y = 0), see ``rest_joints``.
+pelvis stays at its rest position. The rest pelvis of SMPL-family models is near the origin,
+and so is the mannequin's (``mannequin.REST_PELVIS``), so one motion places every body type in
+the same spot; see ``rest_joints``.
 """
 
 from __future__ import annotations
