@@ -247,3 +247,27 @@ def test_fit_joints3d_bad_input():
         fit_joints3d(torch.full((2, 22, 3), float("nan")), body, joint_format="humanml3d22")
     with pytest.raises(MotionError, match="unknown"):
         fit_joints3d(torch.zeros(2, 22, 3), body, joint_format="h36m")
+
+
+def test_fit_keypoints_accuracy_with_the_mannequin():
+    """The issue's bounds (mean reprojection < 4 px, PA-MPJPE < 60 mm) with the built-in body."""
+    from amg_model.smpl.body import load_body_model
+
+    body = load_body_model("mannequin")
+    betas, orient, pose, transl = walking_motion(8, 2)
+    gt = (betas[:, : body.num_betas] * 0.0, orient, pose, transl)  # mannequin shape space: zero
+    cam = look_at_camera(8)
+    joints, face = posed(body, *gt)
+    coco = smpl_to_coco18(joints, face)
+    uv = torch.stack([cam.project(coco[p])[0] for p in range(2)])
+    noisy = uv + 2.0 * torch.randn(uv.shape, generator=torch.Generator().manual_seed(1))
+    kp = torch.cat([noisy, torch.ones(*uv.shape[:-1], 1)], -1).permute(1, 0, 2, 3)
+    motion, camera = fit_keypoints(kp, body, image_size=(640, 480), iterations=200)
+    fj, ff = motion_joints(body, motion)
+    fit_uv = torch.stack([camera.project(smpl_to_coco18(fj, ff)[p])[0] for p in range(2)])
+    order = [int((fit_uv[p] - uv).norm(dim=-1).mean((1, 2)).argmin()) for p in range(2)]
+    assert sorted(order) == [0, 1]
+    reproj = float((fit_uv - uv[order]).norm(dim=-1).mean())
+    pa = pa_mpjpe(fj.flatten(0, 1), joints[order].flatten(0, 1))
+    assert reproj < 4.0, reproj
+    assert pa < 0.060, pa
