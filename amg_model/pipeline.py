@@ -307,16 +307,15 @@ def sample_latents(
 ) -> torch.Tensor:
     """Guided DDIM from avatar latents (``sampling.sample.sample_video``) -> ``[1, 4, F, h, w]``.
 
-    On CUDA the UNet runs under fp16 autocast over its fp32 weights, as the original code did.
+    The UNet runs in its own precision: ``model.runtime.prepare_unet`` chooses it per device.
     """
     from amg_model.sampling.sample import sample_video
 
     device = torch.device(device)
-    with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-        return sample_video(
-            unet, avatar_latents.to(device), cond.to(device), uncond.to(device),
-            steps=steps, guidance=guidance, seed=seed, callback=callback,
-        )  # fmt: skip
+    return sample_video(
+        unet, avatar_latents.to(device), cond.to(device), uncond.to(device),
+        steps=steps, guidance=guidance, seed=seed, callback=callback,
+    )  # fmt: skip
 
 
 def generate_video(

@@ -24,6 +24,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from amg_model.model.fast import FastUNet  # noqa: E402
+from amg_model.sampling.guidance import guided_eps  # noqa: E402
+from amg_model.sampling.sample import sample_video  # noqa: E402
 
 UNET_TFLOP_PER_CALL = 4.90  # one forward, 16 frames, 32x32 latent, batch 1 (docs/amg-model facts)
 
@@ -58,26 +60,19 @@ def build_unet(seed: int = 0, tiny: bool = False):
     return unet.eval()
 
 
-def linear_sd_alphas_cumprod() -> torch.Tensor:
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    return torch.cumprod(1 - betas, 0).float()
+def one_call_per_branch(unet):
+    """The original release's guidance: the batch-2 call split into two batch-1 UNet calls."""
+
+    def call(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return torch.cat([unet(x[i : i + 1], t[i : i + 1], context[i : i + 1]) for i in range(x.shape[0])])
+
+    call.dtype = unet.dtype
+    return call
 
 
-def ddim_timesteps(steps: int) -> list[int]:
-    return [int(t) for t in reversed(range(1, 1000, 1000 // steps))][:steps]
-
-
-def ddim_loop(eps_fn, x, steps: int, guidance: float, cfg_batched: bool):
-    """Deterministic DDIM (eta 0) with guidance; eps_fn(x_in [B,8,...], t) -> eps."""
-    ac = linear_sd_alphas_cumprod().to(x.device)
-    ts = ddim_timesteps(steps)
-    for i, t in enumerate(ts):
-        a_t = ac[t]
-        a_prev = ac[ts[i + 1]] if i + 1 < len(ts) else ac[0]
-        eps = eps_fn(x, int(t), guidance, cfg_batched)
-        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
-    return x
+def sample_clip(unet, avatar, cond, uncond, noise, steps: int) -> torch.Tensor:
+    """One clip through the library sampler (guidance 3, the original DDIM)."""
+    return sample_video(unet, avatar, cond, uncond, steps=steps, guidance=3.0, noise=noise)
 
 
 def measure(fn, clips: int):
@@ -157,18 +152,9 @@ def main() -> None:
     chosen = list(variants) if args.variants == "all" else args.variants.split(",")
 
     # fp32 reference (one clip)
+    avatar, cond, uncond = avatar.to(dev), cond.to(dev), uncond.to(dev)
     ref_model = FastUNet(base.to(dev), dtype=torch.float32, mode="eager")
-    x_ref = (
-        ddim_loop(
-            ref_model.guided_eps(avatar.to(dev), cond.to(dev), uncond.to(dev)),
-            noise.to(dev),
-            args.steps,
-            3.0,
-            True,
-        )
-        .float()
-        .cpu()
-    )
+    x_ref = sample_clip(ref_model, avatar, cond, uncond, noise, args.steps).float().cpu()
     del ref_model
     base.cpu()
     torch.cuda.empty_cache()
@@ -182,12 +168,12 @@ def main() -> None:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         model = FastUNet(build_unet(tiny=args.tiny).to(spec["dtype"]).to(dev), **spec, autocast=autocast)
-        eps_fn = model.guided_eps(avatar.to(dev), cond.to(dev), uncond.to(dev))
+        unet = model if cfg_batched else one_call_per_branch(model)
+        run = functools.partial(sample_clip, unet, avatar, cond, uncond, noise, args.steps)
         t0 = time.perf_counter()
-        ddim_loop(eps_fn, noise.to(dev), args.steps, 3.0, cfg_batched)  # warm-up / compile
+        run()  # warm-up / compile
         torch.cuda.synchronize()
         first = time.perf_counter() - t0
-        run = functools.partial(ddim_loop, eps_fn, noise.to(dev), args.steps, 3.0, cfg_batched)
         med, times, out = measure(run, args.clips)
         peak_gib = torch.cuda.max_memory_allocated() / 2**30
         print(
@@ -199,7 +185,7 @@ def main() -> None:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
-                eps_fn(noise.to(dev), 501, 3.0, cfg_batched)
+                guided_eps(unet, noise.to(dev), avatar, 501, cond, uncond, 3.0, model.dtype)
                 torch.cuda.synchronize()
             print(
                 prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)
@@ -212,7 +198,7 @@ def main() -> None:
             f"{peak_gib:5.2f} GiB  err {err:.2e}  runs {' '.join(f'{t:.3f}' for t in times)}",
             flush=True,
         )
-        del model, eps_fn, run
+        del model, unet, run
         torch.cuda.empty_cache()
 
     card = torch.cuda.get_device_name()

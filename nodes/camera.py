@@ -21,6 +21,7 @@ from amg_model.camera.serialize import load_camera_json
 
 from . import edges
 from . import types as t
+from .inputs import size_inputs, size_override_inputs
 
 DIRECTIONS = ["default", *sorted({d for ds in PRESET_DIRECTIONS.values() for d in ds if d != "none"})]
 CAMERA_FILE_SUFFIXES = (".txt", ".json")
@@ -31,13 +32,6 @@ EXAMPLE_KEYFRAMES = """{
     {"frame": 15, "position": [2.5, 1.5, 2.5], "look_at": [0, 1, 0], "easing": "ease_in_out"}
   ]
 }"""
-
-
-def size_inputs(default: int = 256) -> list:
-    return [
-        io.Int.Input("width", default=default, min=8, max=4096, step=8, tooltip="Image width in pixels."),
-        io.Int.Input("height", default=default, min=8, max=4096, step=8, tooltip="Image height in pixels."),
-    ]
 
 
 class AMGCameraTrajectory(io.ComfyNode):
@@ -287,21 +281,9 @@ class AMGLoadCamera(io.ComfyNode):
                     options=edges.input_files(CAMERA_FILE_SUFFIXES),
                     tooltip="Pose .txt or camera .json in the input folder.",
                 ),
-                io.Int.Input(
-                    "width",
-                    default=0,
-                    min=0,
-                    max=4096,
-                    step=8,
-                    tooltip="Image width for .txt poses; 0 uses the poses' size.",
-                ),
-                io.Int.Input(
-                    "height",
-                    default=0,
-                    min=0,
-                    max=4096,
-                    step=8,
-                    tooltip="Image height for .txt poses; 0 uses the poses' size.",
+                *size_override_inputs(
+                    "Image width for .txt poses; 0 uses the poses' size.",
+                    "Image height for .txt poses; 0 uses the poses' size.",
                 ),
                 io.Float.Input(
                     "scale",

@@ -12,6 +12,7 @@ from amg_model.render.shading import DEFAULT_LIGHTING
 
 from . import edges
 from . import types as t
+from .inputs import size_override_inputs
 
 
 class AMGRenderAvatars(io.ComfyNode):
@@ -27,21 +28,9 @@ class AMGRenderAvatars(io.ComfyNode):
                 t.BodyModel.Input("body_model", tooltip="Body model that poses the motion."),
                 t.Motion.Input("motion", tooltip="Persons over F frames."),
                 t.Camera.Input("camera", tooltip="Camera over the same F frames."),
-                io.Int.Input(
-                    "width",
-                    default=0,
-                    min=0,
-                    max=4096,
-                    step=8,
-                    tooltip="Output width in pixels (multiple of 8); 0 uses the camera's.",
-                ),
-                io.Int.Input(
-                    "height",
-                    default=0,
-                    min=0,
-                    max=4096,
-                    step=8,
-                    tooltip="Output height in pixels (multiple of 8); 0 uses the camera's.",
+                *size_override_inputs(
+                    "Output width in pixels (multiple of 8); 0 uses the camera's.",
+                    "Output height in pixels (multiple of 8); 0 uses the camera's.",
                 ),
                 io.Combo.Input(
                     "appearance",

@@ -18,6 +18,7 @@ from amg_model.smpl.procedural import KINDS, procedural_motion
 
 from . import edges
 from . import types as t
+from .inputs import size_override_inputs
 
 MANNEQUIN = "mannequin (built-in)"
 EDIT_OPERATIONS = ("trim", "resample", "loop", "rotate", "translate", "mirror", "select_persons")
@@ -357,21 +358,11 @@ class AMGFitMotionToKeypoints(io.ComfyNode):
             inputs=[
                 t.BodyModel.Input("body_model", tooltip="Body model to fit."),
                 t.PoseKeypoint.Input("pose_keypoint", tooltip="Per-frame keypoints (DWPose/OpenPose)."),
-                io.Int.Input(
-                    "image_width",
-                    default=0,
-                    min=0,
-                    max=8192,
-                    step=8,
-                    tooltip="Width of the keypoints' video in pixels; 0 uses the keypoints' canvas.",
-                ),
-                io.Int.Input(
-                    "image_height",
-                    default=0,
-                    min=0,
-                    max=8192,
-                    step=8,
-                    tooltip="Height in pixels; 0 uses the keypoints' canvas.",
+                *size_override_inputs(
+                    "Width of the keypoints' video in pixels; 0 uses the keypoints' canvas.",
+                    "Height in pixels; 0 uses the keypoints' canvas.",
+                    names=("image_width", "image_height"),
+                    max_px=8192,
                 ),
                 io.Float.Input(
                     "fov_deg",

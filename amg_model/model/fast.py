@@ -161,27 +161,3 @@ class FastUNet:
             log.info("capturing a CUDA graph of the UNet for input shape %s", tuple(x.shape))
             graph = self._graphs[key] = _GraphedCall(self._eager, (x, t, context))
         return graph(x, t, context)
-
-    def guided_eps(
-        self, avatar: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
-    ) -> Callable[[torch.Tensor, int, float, bool], torch.Tensor]:
-        """A function ``(x_t, t, guidance, batched) -> guided eps`` for one clip.
-
-        The clean avatar latent is concatenated to x_t in both branches; ``batched`` runs the
-        two branches as one batch-2 call instead of two batch-1 calls.
-        """
-        dev = avatar.device
-
-        def eps(x: torch.Tensor, t: int, guidance: float, batched: bool) -> torch.Tensor:
-            xin = torch.cat([x, avatar], dim=1)
-            if batched:
-                tt = torch.full((2 * x.shape[0],), t, device=dev, dtype=torch.long)
-                out = self(torch.cat([xin, xin]), tt, torch.cat([uncond, cond])).float()
-                e_u, e_c = out.chunk(2)
-            else:
-                tt = torch.full((x.shape[0],), t, device=dev, dtype=torch.long)
-                e_u = self(xin, tt, uncond).float()
-                e_c = self(xin, tt, cond).float()
-            return e_u + guidance * (e_c - e_u)
-
-        return eps

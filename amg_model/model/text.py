@@ -29,6 +29,7 @@ from torch import nn
 
 from amg_model.errors import CheckpointError
 from amg_model.model.checkpoint import read_tensors
+from amg_model.model.state_dict import compare_keys
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,12 @@ def build_text_encoder(
     with torch.device("meta"):
         model = _text_tower(width, layers, vocab, mlp_ratio)
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k])
-    if missing or unexpected or wrong:
+    mismatch = compare_keys(expected, state_dict)
+    if mismatch:
         raise CheckpointError(
             f"{where}: the text encoder tensors do not match an OpenCLIP text tower "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}); "
+            f"(missing {mismatch.missing[:3]}, unexpected {mismatch.unexpected[:3]}, "
+            f"wrong shape {mismatch.wrong_shape[:3]}); "
             "the file is damaged or another model, use open_clip_pytorch_model.bin."
         )
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}, assign=True)

@@ -21,6 +21,7 @@ from torch import nn
 
 from amg_model.errors import AMGError, CheckpointError
 from amg_model.model.config import UNetConfig
+from amg_model.model.state_dict import compare_keys
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,8 @@ def expected_shapes(config: UNetConfig) -> dict[str, torch.Size]:
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], config: UNetConfig, where: str) -> None:
     """Raise ``CheckpointError`` unless ``state_dict`` has exactly the keys and shapes of ``config``."""
     expected = expected_shapes(config)
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
+    mismatch = compare_keys(expected, state_dict)
+    missing, unexpected = mismatch.missing, mismatch.unexpected
     if missing or unexpected:
         parts = []
         if missing:
@@ -91,11 +92,11 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], config: UNetConfig,
             f"{where}: tensors do not match the inferred AMG UNet architecture: {'; '.join(parts)}. "
             "The file is incomplete or from another model; use the released AMG checkpoint or re-convert it."
         )
-    wrong = [
-        (k, tuple(state_dict[k].shape), tuple(s)) for k, s in expected.items() if state_dict[k].shape != s
-    ]
+    wrong = mismatch.wrong_shape
     if wrong:
-        examples = ", ".join(f"{k} is {got}, expected {want}" for k, got, want in wrong[:3])
+        examples = ", ".join(
+            f"{k} is {tuple(state_dict[k].shape)}, expected {tuple(expected[k])}" for k in wrong[:3]
+        )
         raise CheckpointError(
             f"{where}: {len(wrong)} tensors have the wrong shape ({examples}). "
             "The file is damaged or mixes two models; use the released AMG checkpoint or re-convert it."

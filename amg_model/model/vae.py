@@ -27,6 +27,7 @@ from torch import nn
 
 from amg_model.errors import AMGError, CheckpointError
 from amg_model.model.checkpoint import read_tensors
+from amg_model.model.state_dict import compare_keys
 from amg_model.model.vae_convert import (
     VAEConfig,
     diffusers_to_ldm_vae,
@@ -106,13 +107,12 @@ def build_vae(
     with torch.device("meta"):
         vae = AutoencoderKL(**config.diffusers_kwargs())
     expected = {k: v.shape for k, v in vae.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k])
-    if missing or unexpected or wrong:
+    mismatch = compare_keys(expected, state_dict)
+    if mismatch:
         raise CheckpointError(
             f"{where}: the VAE tensors do not match a KL-f8 VAE {config.block_out_channels} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}); "
+            f"(missing {mismatch.missing[:3]}, unexpected {mismatch.unexpected[:3]}, "
+            f"wrong shape {mismatch.wrong_shape[:3]}); "
             "the file is damaged or another model, use the Stable Diffusion 2.1 checkpoint or its VAE."
         )
     vae.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}, assign=True)

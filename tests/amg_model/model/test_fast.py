@@ -7,6 +7,7 @@ import torch
 
 from amg_model.model.fast import FastUNet, use_fast_temporal_convs
 from amg_model.model.tiny import tiny_unet
+from amg_model.sampling.guidance import guided_eps
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +51,17 @@ def test_fast_temporal_convs_single_frame(unet):
     assert torch.allclose(out, ref, atol=1e-4 * ref.abs().max().item())
 
 
-def test_fast_unet_eager_guidance_batched_equals_two_calls(unet):
+def test_fast_unet_eager_equals_the_plain_forward_under_guidance(unet):
     model = FastUNet(copy.deepcopy(unet), dtype=torch.float32, mode="eager")
-    x, _, ctx = _inputs()
+    x, t, ctx = _inputs()
+    with torch.no_grad():
+        ref = unet(x, t, encoder_hidden_states=ctx).sample
+    torch.testing.assert_close(model(x, t, ctx), ref)
     avatar, xt = x[:1, 4:], x[:1, :4]
-    eps = model.guided_eps(avatar, ctx[:1], ctx[1:])
-    batched = eps(xt, 500, 3.0, True)
-    separate = eps(xt, 500, 3.0, False)
-    assert torch.allclose(batched, separate, atol=1e-5)
-    # guidance 1 is the conditional branch alone
-    cond_only = model(torch.cat([xt, avatar], 1), torch.tensor([500]), ctx[:1])
-    assert torch.allclose(eps(xt, 500, 1.0, True), cond_only, atol=1e-5)
+    guided = guided_eps(model, xt, avatar, 500, ctx[:1], ctx[1:], 3.0)
+    e_c = model(torch.cat([xt, avatar], 1), torch.tensor([500]), ctx[:1])
+    e_u = model(torch.cat([xt, avatar], 1), torch.tensor([500]), ctx[1:])
+    torch.testing.assert_close(guided, e_u + 3.0 * (e_c - e_u), atol=1e-5, rtol=1e-5)
 
 
 def test_unknown_mode_is_refused(unet):
