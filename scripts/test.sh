@@ -8,13 +8,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup_env.sh"
 H=${AMG_COMFYUI_HARNESS:-$ROOT/../shared/comfyui-harness}
 HOME_DIR=${AMG_COMFYUI_HOME:-$HOME/.cache/amg-comfyui-harness}
-if [ -f "$H/setup.sh" ] && { [ -f "$HOME_DIR/ComfyUI/main.py" ] || [ -n "${COMFYUI_GIT_DIR:-}" ]; }; then
-  if bash "$H/setup.sh" "${COMFYUI_GIT_DIR:-}" "$ROOT/requirements.txt" > "${TMPDIR:-/tmp}/amg_harness_setup.log" 2>&1; then
-    export AMG_COMFYUI_HARNESS=$(cd "$H" && pwd)
-  else
-    echo "ComfyUI harness set-up failed (log: ${TMPDIR:-/tmp}/amg_harness_setup.log); real-ComfyUI tests will skip." >&2
-    tail -5 "${TMPDIR:-/tmp}/amg_harness_setup.log" >&2 || true
-  fi
+LOG=${TMPDIR:-/tmp}/amg_harness_setup.log
+unset AMG_COMFYUI_HARNESS  # exported below only once the harness is ready
+if [ ! -f "$H/setup.sh" ]; then
+  echo "No ComfyUI test harness at $H; real-ComfyUI tests will skip." >&2
+elif [ ! -f "$HOME_DIR/ComfyUI/main.py" ] && [ -z "${COMFYUI_GIT_DIR:-}" ]; then
+  echo "The harness has no ComfyUI tree yet and COMFYUI_GIT_DIR is unset; real-ComfyUI tests will skip." >&2
+elif bash "$H/setup.sh" "${COMFYUI_GIT_DIR:-}" "$ROOT/requirements.txt" > "$LOG" 2>&1; then
+  export AMG_COMFYUI_HARNESS=$(cd "$H" && pwd)
+else
+  echo "ComfyUI harness set-up failed (log: $LOG); real-ComfyUI tests will skip." >&2
+  tail -5 "$LOG" >&2 || true
 fi
 cd "$ROOT"
 exec "${AMG_VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"
