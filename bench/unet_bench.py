@@ -24,7 +24,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from amg_model.model.fast import FastUNet  # noqa: E402
-from amg_model.sampling.guidance import guided_eps  # noqa: E402
 from amg_model.sampling.sample import sample_video  # noqa: E402
 
 UNET_TFLOP_PER_CALL = 4.90  # one forward, 16 frames, 32x32 latent, batch 1 (docs/amg-model facts)
@@ -75,6 +74,24 @@ def sample_clip(unet, avatar, cond, uncond, noise, steps: int) -> torch.Tensor:
     return sample_video(unet, avatar, cond, uncond, steps=steps, guidance=3.0, noise=noise)
 
 
+def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
+    """Top GPU kernels of one guided UNet call through the model's eager forward (not the graph)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.cat([torch.cat([noise, avatar], 1)] * 2).to(model.unet.dtype)
+    t = torch.full((2,), 501, device=x.device)
+    ctx = torch.cat([cond, uncond]).to(x.dtype)
+    model._eager(x, t, ctx)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        model._eager(x, t, ctx)
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    total = sum(e.device_time_total for e in events)
+    print(f"  GPU time of one eager call: {total / 1e3:.1f} ms in {sum(e.count for e in events)} kernels")
+    print(events.table(sort_by="device_time_total", row_limit=25, max_name_column_width=90))
+
+
 def measure(fn, clips: int):
     torch.cuda.synchronize()
     times = []
@@ -95,7 +112,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="print the top GPU kernels of one step")
+    ap.add_argument("--profile", default="", help="comma-separated variants: print their top GPU kernels")
     ap.add_argument("--tiny", action="store_true", help="tiny UNet, for a smoke test of this script")
     args = ap.parse_args()
     torch.set_num_threads(4)
@@ -132,6 +149,36 @@ def main() -> None:
         "fp16_batched": dict(dtype=torch.float16, cfg_batched=True, mode="eager"),
         "bf16_batched": dict(dtype=torch.bfloat16, cfg_batched=True, mode="eager"),
         "fp16_channels_last": dict(dtype=torch.float16, cfg_batched=True, mode="eager", channels_last=True),
+        "fp16_cl_compile_cudagraph": dict(
+            dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph", channels_last=True
+        ),
+        "fp16_cl_flash_cudagraph": dict(
+            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True, attention="flash"
+        ),
+        "fp16_cl_qkv_cudagraph": dict(
+            dtype=torch.float16,
+            cfg_batched=True,
+            mode="cuda_graph",
+            channels_last=True,
+            fused_projections=True,
+        ),  # fmt: skip
+        "fp16_cl_qkv_flash_cudagraph": dict(
+            dtype=torch.float16,
+            cfg_batched=True,
+            mode="cuda_graph",
+            channels_last=True,
+            fused_projections=True,
+            attention="flash",
+        ),
+        "fp16_cl_qkv_flash": dict(
+            dtype=torch.float16,
+            cfg_batched=True,
+            mode="eager",
+            channels_last=True,
+            fused_projections=True,
+            attention="flash",
+        ),
+        "fp16_cl_compile": dict(dtype=torch.float16, cfg_batched=True, mode="compile", channels_last=True),
         "fp16_cudagraph": dict(dtype=torch.float16, cfg_batched=True, mode="cuda_graph"),
         "fp16_cl_cudagraph": dict(
             dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True
@@ -181,15 +228,8 @@ def main() -> None:
             f"reserved {torch.cuda.memory_reserved() / 2**30:.2f} GiB",
             flush=True,
         )
-        if args.profile:
-            from torch.profiler import ProfilerActivity, profile
-
-            with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
-                guided_eps(unet, noise.to(dev), avatar, 501, cond, uncond, 3.0, model.dtype)
-                torch.cuda.synchronize()
-            print(
-                prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)
-            )
+        if name in args.profile.split(","):
+            print_profile(model, noise.to(dev), avatar, cond, uncond)
         err = ((out.float().cpu() - x_ref).norm() / x_ref.norm()).item()
         tflop = UNET_TFLOP_PER_CALL * f / 16 * 2 * args.steps
         rows.append((name, med, tflop / med, tflop / med / peak, peak_gib, err, first))

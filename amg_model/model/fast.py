@@ -19,9 +19,18 @@ from collections.abc import Callable
 
 import torch
 
+from amg_model.model.channels_last import (
+    flash_attention,
+    fuse_projections,
+    sdpa_attention,
+    to_channels_last,
+    unet_forward,
+)
+
 log = logging.getLogger(__name__)
 
 MODES = ("eager", "cuda_graph", "compile", "compile_cuda_graph")
+ATTENTION = {"sdpa": sdpa_attention, "flash": flash_attention}
 
 
 def _group_norm_silu(x: torch.Tensor, norm: torch.nn.GroupNorm, frames: int) -> torch.Tensor:
@@ -108,9 +117,14 @@ class FastUNet:
         dtype: weight and activation dtype (float16 is the default choice on GPUs: it stays
             about 10x closer to the float32 result than bfloat16 with the same speed).
         mode: one of MODES.
-        channels_last: store convolution weights and inputs channels-last.
+        channels_last: run :func:`~amg_model.model.channels_last.unet_forward` (activations and
+            convolution weights channels-last throughout) instead of the diffusers forward.
         autocast: keep weights in ``dtype`` but run under fp16 autocast (the original release's
             way: float32 weights under autocast).
+        fast_temporal: (diffusers forward only) temporal convolutions without permute copies.
+        fused_projections: (channels-last forward only) one matrix product for each attention's
+            query, key and value.
+        attention: (channels-last forward only) ``"sdpa"`` (torch's choice of backend) or ``"flash"``.
     """
 
     def __init__(
@@ -121,15 +135,20 @@ class FastUNet:
         channels_last: bool = False,
         autocast: bool = False,
         fast_temporal: bool = False,
+        fused_projections: bool = False,
+        attention: str = "sdpa",
     ):
         if mode not in MODES:
             raise ValueError(f"unknown UNet execution mode {mode!r}; use one of {MODES}.")
+        if attention not in ATTENTION:
+            raise ValueError(f"unknown attention {attention!r}; use one of {tuple(ATTENTION)}.")
         # torch's own Module.to: diffusers' override warns about fp32-pinned modules it has none of
         self.unet = torch.nn.Module.to(unet, dtype=dtype).eval().requires_grad_(False)
         if channels_last:
-            for m in self.unet.modules():
-                if isinstance(m, torch.nn.Conv2d):
-                    m.to(memory_format=torch.channels_last)
+            to_channels_last(self.unet)
+            if fused_projections:
+                fuse_projections(self.unet)
+        self.attention = ATTENTION[attention]
         if fast_temporal:
             use_fast_temporal_convs(self.unet)
         self.dtype = torch.float16 if autocast else dtype
@@ -146,6 +165,8 @@ class FastUNet:
     @torch.no_grad()
     def _eager(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.autocast):
+            if self.channels_last:
+                return unet_forward(self.unet, x, t, context, self.attention)
             return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
     @torch.no_grad()

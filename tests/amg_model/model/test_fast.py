@@ -67,3 +67,68 @@ def test_fast_unet_eager_equals_the_plain_forward_under_guidance(unet):
 def test_unknown_mode_is_refused(unet):
     with pytest.raises(ValueError, match="unknown UNet execution mode"):
         FastUNet(copy.deepcopy(unet), mode="warp")
+
+
+def test_channels_last_forward_equals_diffusers(unet):
+    """The channels-last forward (own GroupNorm, temporal convs, shared cross-attention keys) is
+    the diffusers function: batch 2, several frames, a size that is no multiple of 8."""
+    from amg_model.model.channels_last import unet_forward
+
+    for frames, size in ((5, (16, 16)), (1, (8, 8)), (3, (12, 20))):
+        g = torch.Generator().manual_seed(frames)
+        x = torch.randn(2, 8, frames, *size, generator=g)
+        t = torch.tensor([3, 700])
+        ctx = torch.randn(2, 7, unet_context_dim(), generator=g)
+        with torch.no_grad():
+            ref = unet(x, t, encoder_hidden_states=ctx).sample
+            out = unet_forward(unet, x, t, ctx)
+        assert out.shape == ref.shape
+        assert (out - ref).norm() < 1e-5 * ref.norm(), (frames, size)
+
+
+def test_fast_unet_channels_last_matches_the_plain_forward(unet):
+    model = FastUNet(copy.deepcopy(unet), dtype=torch.float32, mode="eager", channels_last=True)
+    assert all(
+        m.weight.is_contiguous(memory_format=torch.channels_last)
+        for m in model.unet.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    )
+    x, t, ctx = _inputs()
+    with torch.no_grad():
+        ref = unet(x, t, encoder_hidden_states=ctx).sample
+    torch.testing.assert_close(model(x, t, ctx), ref, atol=1e-5, rtol=1e-4)
+
+
+def test_channels_last_group_norm_over_frames_equals_torch():
+    from amg_model.model.channels_last import group_norm
+
+    norm = torch.nn.GroupNorm(4, 16, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = (torch.randn(2 * 3, 16, 5, 7) * 3 + 2).contiguous(memory_format=torch.channels_last)
+    # frames=3: statistics over [C/G, F, H, W] of each of the 2 videos, as GroupNorm on [B, C, F, H, W]
+    ref = norm(x.reshape(2, 3, 16, 5, 7).transpose(1, 2)).transpose(1, 2).reshape(6, 16, 5, 7)
+    out = group_norm(x, norm, frames=3)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(group_norm(x, norm, silu=True), torch.nn.functional.silu(norm(x)))
+
+
+def test_fused_projections_keep_the_function_and_the_state_dict(unet):
+    from amg_model.model.channels_last import fuse_projections, unet_forward
+
+    fused = copy.deepcopy(unet)
+    before = {k: v.clone() for k, v in fused.state_dict().items()}
+    assert fuse_projections(fused) > 0
+    after = fused.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    # the linear layers are views of the fused matrix: an in-place edit of one shows in the other
+    attn = next(m for m in fused.modules() if hasattr(m, "amg_fused_weight"))
+    storage = attn.amg_fused_weight.untyped_storage().data_ptr()
+    assert attn.to_v.weight.untyped_storage().data_ptr() == storage
+    x, t, ctx = _inputs()
+    with torch.no_grad():
+        ref = unet(x, t, encoder_hidden_states=ctx).sample
+        out = unet_forward(fused, x, t, ctx)
+    assert (out - ref).norm() < 1e-5 * ref.norm()

@@ -1,0 +1,308 @@
+"""The AMG UNet's forward pass in the channels-last layout, with the diffusers module's own weights.
+
+diffusers' ``UNet3DConditionModel`` keeps activations in NCHW and reshapes them for every temporal
+layer, while cuDNN's fast convolutions and every linear layer want channels last: on a GPU the
+eager model spends about a sixth of its time converting layouts and more on permute copies.
+Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memory format (an
+``[B, F, H*W, C]`` token array underneath) from the first convolution to the last:
+
+- convolutions run on channels-last tensors (no conversion);
+- GroupNorm is computed on the token view (statistics over frames too for temporal layers);
+- spatial transformers work on the token view without copies; temporal transformers copy once
+  into ``[B*H*W, F, C]`` and once back (fused with the residual add);
+- temporal 3x1x1 convolutions are three shifted matrix products over the token view;
+- attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
+  cross-attention keys and values are computed once per video instead of once per frame.
+
+The function is the diffusers forward's (same parameters, same operations in another order of
+memory); it is checked against diffusers in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from amg_model.model.fused import add_swapped, group_norm_tokens
+
+Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head attention on token arrays: ``q [N, Lq, C]``, ``k, v [N, Lk, C]`` -> ``[N, Lq, C]``."""
+    n, lq, c = q.shape
+    d = c // heads
+    q = q.view(n, lq, heads, d).transpose(1, 2)
+    k = k.view(n, k.shape[1], heads, d).transpose(1, 2)
+    v = v.view(n, v.shape[1], heads, d).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(n, lq, c)
+
+
+def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """:func:`sdpa_attention` restricted to the flash-attention backend (reads strided q, k, v)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        return sdpa_attention(q, k, v, heads)
+
+
+def fuse_projections(unet: torch.nn.Module) -> int:
+    """Store each attention's query/key/value weights as one matrix (self-attention), or key/value
+    (cross-attention), so that one matrix product computes them.
+
+    The linear layers keep their parameters as views into the fused matrix (a non-persistent
+    buffer): no memory is added and the state dict is unchanged. Returns the number of attention
+    layers fused.
+    """
+    count = 0
+    for m in unet.modules():
+        if not hasattr(m, "to_q") or getattr(m.to_q, "bias", None) is not None:
+            continue
+        layers = [m.to_k, m.to_v] if m.is_cross_attention else [m.to_q, m.to_k, m.to_v]
+        if any(layer.bias is not None for layer in layers):
+            continue
+        fused = torch.cat([layer.weight.data for layer in layers])
+        start = 0
+        for layer in layers:
+            rows = layer.weight.shape[0]
+            layer.weight.data = fused[start : start + rows]
+            start += rows
+        m.register_buffer("amg_fused_weight", fused, persistent=False)
+        count += 1
+    return count
+
+
+def to_channels_last(unet: torch.nn.Module) -> torch.nn.Module:
+    """Store every 2D convolution weight of ``unet`` channels-last (in place); returns ``unet``."""
+    for m in unet.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+    return unet
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W]`` channels-last -> its ``[N, H*W, C]`` token view (no copy)."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def _image(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``[N, H*W, C]`` tokens -> ``[N, C, H, W]`` channels-last view (no copy for contiguous tokens)."""
+    n, _, c = tokens.shape
+    return tokens.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def group_norm(
+    x: torch.Tensor, norm: torch.nn.GroupNorm, frames: int = 1, silu: bool = False
+) -> torch.Tensor:
+    """GroupNorm (optionally followed by SiLU) of a channels-last ``[B*F, C, H, W]`` tensor.
+
+    With ``frames > 1`` the statistics span the ``frames`` consecutive images of each video, as the
+    temporal layers' GroupNorm over ``[B, C, F, H, W]``. Statistics are accumulated in float32.
+    """
+    n, c, h, w = x.shape
+    t = _tokens(x).reshape(n // frames, frames * h * w, c)
+    y = group_norm_tokens(t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu)
+    return _image(y.view(n, h * w, c), h, w)
+
+
+def _temporal_conv3(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
+    """A (3, 1, 1) Conv3d over frames (padding 1) of a channels-last ``[B*F, C, H, W]`` tensor."""
+    n, c, h, w = x.shape
+    b, hw = n // frames, h * w
+    cout = conv.out_channels
+    taps = conv.weight[:, :, :, 0, 0]  # [Cout, Cin, 3]: tap k reads frame f + k - 1
+    flat = _tokens(x).reshape(n * hw, c)
+    centre = taps[:, :, 1].t()
+    out = torch.addmm(conv.bias, flat, centre) if conv.bias is not None else flat @ centre
+    if frames > 1:
+        xv = flat.view(b, frames * hw, c)
+        ov = out.view(b, frames * hw, cout)
+        ov[:, hw:].baddbmm_(xv[:, :-hw], taps[:, :, 0].t().expand(b, c, cout))
+        ov[:, :-hw].baddbmm_(xv[:, hw:], taps[:, :, 2].t().expand(b, c, cout))
+    return _image(out.view(n, hw, cout), h, w)
+
+
+def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
+    """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual."""
+    h = x
+    for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
+        h = _temporal_conv3(group_norm(h, block[0], frames, silu=True), block[-1], frames)
+    return h.add_(x)
+
+
+def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb: torch.Tensor, frames: int) -> torch.Tensor:
+    """diffusers' ``ResnetBlock2D`` (default time-embedding norm) on channels-last frames.
+
+    ``temb`` is ``[B, D]``, one row per video; it is added to all ``frames`` of that video.
+    """
+    h = block.conv1(group_norm(x, block.norm1, silu=True))
+    n, c = h.shape[:2]
+    t = block.time_emb_proj(F.silu(temb))
+    h.view(n // frames, frames, c, *h.shape[2:]).add_(t[:, None, :, None, None].to(h.dtype))
+    h = block.conv2(group_norm(h, block.norm2, silu=True))
+    shortcut = block.conv_shortcut(x) if block.conv_shortcut is not None else x
+    h = h.add_(shortcut)
+    if block.output_scale_factor != 1.0:
+        h = h.div_(block.output_scale_factor)
+    return h
+
+
+def _attention(
+    attn: torch.nn.Module,
+    x: torch.Tensor,
+    context: torch.Tensor | None,
+    attention: Attention,
+    frames: int = 1,
+) -> torch.Tensor:
+    """diffusers ``Attention`` on tokens ``x [N, L, C]``; ``context [B, M, D]`` is shared by ``frames``."""
+    fused = getattr(attn, "amg_fused_weight", None)
+    if fused is not None and context is None:
+        q, k, v = F.linear(x, fused).chunk(3, dim=-1)
+    else:
+        q = attn.to_q(x)
+        source = x if context is None else context
+        if fused is not None:
+            k, v = F.linear(source, fused).chunk(2, dim=-1)
+        else:
+            k, v = attn.to_k(source), attn.to_v(source)
+        if context is not None and frames > 1:
+            k = k.repeat_interleave(frames, dim=0)
+            v = v.repeat_interleave(frames, dim=0)
+    return attn.to_out[0](attention(q, k, v, attn.heads))
+
+
+def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    proj = ff.net[0].proj(x)
+    hidden, gate = proj.chunk(2, dim=-1)
+    return ff.net[2](hidden * F.gelu(gate))
+
+
+def _transformer_block(
+    block: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None, attention: Attention, frames: int
+) -> torch.Tensor:
+    """diffusers ``BasicTransformerBlock`` (layer norms, self-, cross- or second self-attention, GEGLU)."""
+    x = x + _attention(block.attn1, block.norm1(x), None, attention)
+    x = x + _attention(block.attn2, block.norm2(x), context, attention, frames)
+    return x + _feed_forward(block.ff, block.norm3(x))
+
+
+def _project(layer: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    if isinstance(layer, torch.nn.Conv2d):  # a 1x1 convolution is a linear map of each token
+        return F.linear(tokens, layer.weight[:, :, 0, 0], layer.bias)
+    return layer(tokens)
+
+
+def spatial_transformer(
+    model: torch.nn.Module, x: torch.Tensor, context: torch.Tensor, attention: Attention, frames: int
+) -> torch.Tensor:
+    """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text."""
+    n, c, h, w = x.shape
+    t = _project(model.proj_in, _tokens(group_norm(x, model.norm)))
+    for block in model.transformer_blocks:
+        t = _transformer_block(block, t, context, attention, frames)
+    t = _project(model.proj_out, t)
+    return _image(t, h, w).add_(x)
+
+
+def temporal_transformer(
+    model: torch.nn.Module, x: torch.Tensor, attention: Attention, frames: int
+) -> torch.Tensor:
+    """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other."""
+    n, c, h, w = x.shape
+    b, hw = n // frames, h * w
+    tokens = _tokens(x).reshape(b, frames * hw, c)
+    norm = model.norm
+    t = group_norm_tokens(tokens, norm.num_groups, norm.weight, norm.bias, norm.eps, swap_frames=frames)
+    t = model.proj_in(t.view(b * hw, frames, c))  # rows [pixels, frames]
+    for block in model.transformer_blocks:
+        t = _transformer_block(block, t, None, attention, 1)
+    out = add_swapped(tokens, model.proj_out(t).view(b, hw * frames, c), frames)
+    return _image(out.view(n, hw, c), h, w)
+
+
+def _upsample(up: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    if size is None:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    else:
+        x = F.interpolate(x, size=size, mode="nearest")
+    return up.conv(x)
+
+
+def unet_forward(
+    unet: torch.nn.Module,
+    sample: torch.Tensor,
+    timestep: torch.Tensor,
+    context: torch.Tensor,
+    attention: Attention = sdpa_attention,
+) -> torch.Tensor:
+    """diffusers ``UNet3DConditionModel`` forward in the channels-last layout.
+
+    Args:
+        unet: the diffusers model (its convolution weights are best stored channels-last:
+            :func:`to_channels_last`).
+        sample: ``[B, C_in, F, h, w]``.
+        timestep: ``[B]`` or a scalar.
+        context: ``[B, M, D]`` text tokens.
+        attention: ``(q, k, v, heads) -> out`` on ``[N, L, C]`` token arrays.
+
+    Returns:
+        ``[B, C_out, F, h, w]``, as the diffusers forward.
+    """
+    b, _, frames, height, width = sample.shape
+    timestep = torch.as_tensor(timestep, device=sample.device)
+    if timestep.ndim == 0:
+        timestep = timestep[None]
+    temb = unet.time_proj(timestep.expand(b)).to(sample.dtype)
+    temb = unet.time_embedding(temb)
+    x = sample.transpose(1, 2).reshape(b * frames, -1, height, width)
+    x = unet.conv_in(x.contiguous(memory_format=torch.channels_last))
+    x = temporal_transformer(unet.transformer_in, x, attention, frames)
+
+    skips = [x]
+    for block in unet.down_blocks:
+        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
+        temp_attentions = getattr(block, "temp_attentions", None) or [None] * len(block.resnets)
+        for resnet, temp_conv, attn, temp_attn in zip(
+            block.resnets, block.temp_convs, attentions, temp_attentions, strict=True
+        ):
+            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
+            if attn is not None:
+                x = spatial_transformer(attn, x, context, attention, frames)
+                x = temporal_transformer(temp_attn, x, attention, frames)
+            skips.append(x)
+        if block.downsamplers is not None:
+            for down in block.downsamplers:
+                x = down.conv(x)
+            skips.append(x)
+
+    mid = unet.mid_block
+    x = temporal_conv_layer(mid.temp_convs[0], resnet_block(mid.resnets[0], x, temb, frames), frames)
+    for attn, temp_attn, resnet, temp_conv in zip(
+        mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
+    ):
+        x = spatial_transformer(attn, x, context, attention, frames)
+        x = temporal_transformer(temp_attn, x, attention, frames)
+        x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
+
+    for block in unet.up_blocks:
+        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
+        temp_attentions = getattr(block, "temp_attentions", None) or [None] * len(block.resnets)
+        for resnet, temp_conv, attn, temp_attn in zip(
+            block.resnets, block.temp_convs, attentions, temp_attentions, strict=True
+        ):
+            x = torch.cat([x, skips.pop()], dim=1)
+            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
+            if attn is not None:
+                x = spatial_transformer(attn, x, context, attention, frames)
+                x = temporal_transformer(temp_attn, x, attention, frames)
+        if block.upsamplers is not None:
+            size = tuple(skips[-1].shape[2:]) if skips else None
+            for up in block.upsamplers:
+                x = _upsample(up, x, size)
+
+    x = unet.conv_out(group_norm(x, unet.conv_norm_out, silu=True))
+    return x.reshape(b, frames, *x.shape[1:]).transpose(1, 2)

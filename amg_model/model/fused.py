@@ -1,0 +1,195 @@
+"""Fused GPU kernels (Triton) for the channels-last UNet forward, with plain-torch equivalents.
+
+On a GPU the torch versions of these steps are bound by memory traffic and by slow strided
+kernels: GroupNorm as separate reductions and elementwise passes (a sixth of the UNet's time),
+and the frame <-> pixel transposes around each temporal transformer (a tenth). The Triton kernels
+read and write each activation once per pass with coalesced rows of channels. They are used for
+CUDA tensors when Triton is installed and the code is not being traced by ``torch.compile``
+(inductor fuses the torch versions itself); everywhere else the torch versions run.
+
+Layouts: activations are token arrays ``[B, S, C]`` (``S`` rows of ``C`` contiguous channels per
+video); for temporal layers ``S = F * P`` (frames x pixels).
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the torch versions below are used
+    triton = None
+
+
+def _use_triton(*tensors: torch.Tensor) -> bool:
+    if triton is None or torch.compiler.is_compiling():
+        return False
+    return all(t.is_cuda for t in tensors)
+
+
+# ----------------------------------------------------------------------------------------------
+# GroupNorm
+# ----------------------------------------------------------------------------------------------
+
+if triton is not None:
+
+    @triton.jit
+    def _channel_sums_kernel(
+        x_ptr, sum_ptr, sq_ptr, rows, chunks, C,
+        ROWS_PER_CHUNK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    ):  # fmt: skip
+        b = tl.program_id(0)
+        chunk = tl.program_id(1)
+        cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        cmask = cols < C
+        acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        acc2 = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        start = chunk * ROWS_PER_CHUNK
+        for r0 in range(0, ROWS_PER_CHUNK, BLOCK_R):
+            r = start + r0 + tl.arange(0, BLOCK_R)
+            mask = (r < rows)[:, None] & cmask[None, :]
+            offs = (b * rows + r).to(tl.int64)[:, None] * C + cols[None, :]
+            v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            acc += tl.sum(v, axis=0)
+            acc2 += tl.sum(v * v, axis=0)
+        out = (b * chunks + chunk) * C + cols
+        tl.store(sum_ptr + out, acc, mask=cmask)
+        tl.store(sq_ptr + out, acc2, mask=cmask)
+
+    @triton.jit
+    def _scale_shift_kernel(
+        x_ptr, y_ptr, scale_ptr, shift_ptr, rows, total_rows, C, P, F,
+        SILU: tl.constexpr, SWAP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    ):  # fmt: skip
+        r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        rmask = r < total_rows
+        mask = rmask[:, None] & (cols < C)[None, :]
+        b = r // rows
+        par = b[:, None] * C + cols[None, :]
+        s = tl.load(scale_ptr + par, mask=mask, other=0.0)
+        t = tl.load(shift_ptr + par, mask=mask, other=0.0)
+        v = tl.load(x_ptr + r.to(tl.int64)[:, None] * C + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        y = v * s + t
+        if SILU:
+            y = y * tl.sigmoid(y)
+        if SWAP:  # input row (b, f, p) goes to output row (b, p, f)
+            within = r - b * rows
+            f = within // P
+            p = within - f * P
+            r_out = b * rows + p * F + f
+        else:
+            r_out = r
+        out = y_ptr + r_out.to(tl.int64)[:, None] * C + cols[None, :]
+        tl.store(out, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _add_swapped_kernel(
+        x_ptr, y_ptr, out_ptr, rows, total_rows, C, P, F,
+        BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    ):  # fmt: skip
+        # out[b, f, p] = x[b, f, p] + y[b, p, f], rows of C channels
+        r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mask = (r < total_rows)[:, None] & (cols < C)[None, :]
+        b = r // rows
+        within = r - b * rows
+        f = within // P
+        p = within - f * P
+        r_y = b * rows + p * F + f
+        cx = r.to(tl.int64)[:, None] * C + cols[None, :]
+        v = tl.load(x_ptr + cx, mask=mask, other=0.0) + tl.load(
+            y_ptr + r_y.to(tl.int64)[:, None] * C + cols[None, :], mask=mask, other=0.0
+        )
+        tl.store(out_ptr + cx, v, mask=mask)
+
+
+def _blocks(c: int) -> int:
+    return min(128, triton.next_power_of_2(c))
+
+
+def group_norm_tokens(
+    x: torch.Tensor,
+    num_groups: int,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float,
+    silu: bool = False,
+    swap_frames: int = 0,
+) -> torch.Tensor:
+    """GroupNorm of token arrays ``x [B, S, C]``: statistics per video and group of channels.
+
+    Args:
+        silu: apply SiLU after the affine step.
+        swap_frames: if ``F > 0``, the rows are ``[F, P]`` (frames x pixels) and the result comes as
+            ``[B, P*F, C]`` rows ordered ``[P, F]`` (the temporal transformers' order), in the same pass.
+
+    Returns:
+        ``[B, S, C]`` in ``x``'s dtype (statistics in float32).
+    """
+    b, s, c = x.shape
+    g = num_groups
+    if not _use_triton(x):
+        return _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames)
+    x = x.contiguous()
+    block_c = _blocks(c)
+    rows_per_chunk = 256
+    chunks = triton.cdiv(s, rows_per_chunk)
+    sums = torch.empty(b, chunks, c, device=x.device, dtype=torch.float32)
+    sqs = torch.empty_like(sums)
+    _channel_sums_kernel[(b, chunks, triton.cdiv(c, block_c))](
+        x, sums, sqs, s, chunks, c, ROWS_PER_CHUNK=rows_per_chunk, BLOCK_R=32, BLOCK_C=block_c
+    )
+    scale, shift = _affine(sums.sum(1), sqs.sum(1), s, g, weight, bias, eps)
+    y = torch.empty_like(x)
+    frames = swap_frames or 1
+    _scale_shift_kernel[(triton.cdiv(b * s, 32), triton.cdiv(c, block_c))](
+        x, y, scale, shift, s, b * s, c, s // frames, frames,
+        SILU=silu, SWAP=swap_frames > 0, BLOCK_R=32, BLOCK_C=block_c,
+    )  # fmt: skip
+    return y
+
+
+def _affine(
+    sums: torch.Tensor, sqs: torch.Tensor, rows: int, g: int, weight: torch.Tensor, bias: torch.Tensor,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Per-channel sums -> float32 ``scale, shift [B, C]`` of the GroupNorm's affine step."""
+    b, c = sums.shape
+    count = rows * (c // g)
+    mean = sums.view(b, g, c // g).sum(-1) / count
+    var = (sqs.view(b, g, c // g).sum(-1) / count - mean.square()).clamp_min(0.0)
+    rstd = torch.rsqrt(var + eps)
+    w = weight.float().view(1, g, c // g)
+    scale = rstd[:, :, None] * w
+    shift = bias.float().view(1, g, c // g) - mean[:, :, None] * scale
+    return scale.reshape(b, c).contiguous(), shift.reshape(b, c).contiguous()
+
+
+def _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames):
+    b, s, c = x.shape
+    t = x.view(b, s, g, c // g)
+    sums = x.sum(dim=1, dtype=torch.float32)
+    sqs = torch.linalg.vector_norm(t, dim=1, dtype=torch.float32).square().view(b, c)
+    scale, shift = _affine(sums, sqs, s, g, weight, bias, eps)
+    y = torch.addcmul(shift.to(x.dtype)[:, None], x, scale.to(x.dtype)[:, None])
+    if silu:
+        y = torch.nn.functional.silu(y, inplace=True)
+    if swap_frames:
+        y = y.view(b, swap_frames, s // swap_frames, c).transpose(1, 2).reshape(b, s, c)
+    return y
+
+
+def add_swapped(x: torch.Tensor, y: torch.Tensor, frames: int) -> torch.Tensor:
+    """``x [B, F*P, C]`` (rows ``[F, P]``) plus ``y [B, P*F, C]`` (rows ``[P, F]``), in ``x``'s order."""
+    b, s, c = x.shape
+    if not _use_triton(x, y):
+        return x + y.view(b, s // frames, frames, c).transpose(1, 2).reshape(b, s, c)
+    x, y = x.contiguous(), y.contiguous()
+    out = torch.empty_like(x)
+    block_c = _blocks(c)
+    _add_swapped_kernel[(triton.cdiv(b * s, 32), triton.cdiv(c, block_c))](
+        x, y, out, s, b * s, c, s // frames, frames, BLOCK_R=32, BLOCK_C=block_c
+    )
+    return out
