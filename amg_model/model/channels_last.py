@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from amg_model.model.fused import add_swapped, group_norm_tokens
+from amg_model.model.fused import add_swapped, geglu, group_norm_tokens
 
 Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -96,16 +96,21 @@ def _image(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def group_norm(
-    x: torch.Tensor, norm: torch.nn.GroupNorm, frames: int = 1, silu: bool = False
+    x: torch.Tensor,
+    norm: torch.nn.GroupNorm,
+    frames: int = 1,
+    silu: bool = False,
+    offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GroupNorm (optionally followed by SiLU) of a channels-last ``[B*F, C, H, W]`` tensor.
 
     With ``frames > 1`` the statistics span the ``frames`` consecutive images of each video, as the
     temporal layers' GroupNorm over ``[B, C, F, H, W]``. Statistics are accumulated in float32.
+    ``offset [B*F / frames, C]`` is added to ``x`` first (without materialising the sum).
     """
     n, c, h, w = x.shape
     t = _tokens(x).reshape(n // frames, frames * h * w, c)
-    y = group_norm_tokens(t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu)
+    y = group_norm_tokens(t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu, offset=offset)
     return _image(y.view(n, h * w, c), h, w)
 
 
@@ -126,11 +131,25 @@ def _temporal_conv3(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torc
     return _image(out.view(n, hw, cout), h, w)
 
 
+def _temporal_conv3_cudnn(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
+    """The same (3, 1, 1) convolution as one cuDNN Conv3d call on the channels-last-3d view."""
+    n, c, h, w = x.shape
+    x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
+    weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)
+    y = F.conv3d(x5, weight, conv.bias, padding=(1, 0, 0))
+    y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
+    return y.reshape(n, -1, h, w)
+
+
+TEMPORAL_CONV = {"matmul": _temporal_conv3, "cudnn": _temporal_conv3_cudnn}
+temporal_conv_kind = "matmul"
+
+
 def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
     """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual."""
     h = x
     for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
-        h = _temporal_conv3(group_norm(h, block[0], frames, silu=True), block[-1], frames)
+        h = TEMPORAL_CONV[temporal_conv_kind](group_norm(h, block[0], frames, silu=True), block[-1], frames)
     return h.add_(x)
 
 
@@ -140,10 +159,8 @@ def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb: torch.Tensor, fr
     ``temb`` is ``[B, D]``, one row per video; it is added to all ``frames`` of that video.
     """
     h = block.conv1(group_norm(x, block.norm1, silu=True))
-    n, c = h.shape[:2]
-    t = block.time_emb_proj(F.silu(temb))
-    h.view(n // frames, frames, c, *h.shape[2:]).add_(t[:, None, :, None, None].to(h.dtype))
-    h = block.conv2(group_norm(h, block.norm2, silu=True))
+    t = block.time_emb_proj(F.silu(temb)).repeat_interleave(frames, dim=0)  # [B*F, C]
+    h = block.conv2(group_norm(h, block.norm2, silu=True, offset=t))  # norm2(h + t)
     shortcut = block.conv_shortcut(x) if block.conv_shortcut is not None else x
     h = h.add_(shortcut)
     if block.output_scale_factor != 1.0:
@@ -176,9 +193,7 @@ def _attention(
 
 
 def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    proj = ff.net[0].proj(x)
-    hidden, gate = proj.chunk(2, dim=-1)
-    return ff.net[2](hidden * F.gelu(gate))
+    return ff.net[2](geglu(ff.net[0].proj(x)))
 
 
 def _transformer_block(

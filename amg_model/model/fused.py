@@ -105,6 +105,36 @@ if triton is not None:
         tl.store(out_ptr + cx, v, mask=mask)
 
 
+if triton is not None:
+
+    @triton.jit
+    def _geglu_kernel(p_ptr, out_ptr, total_rows, inner, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+        # out[r, c] = p[r, c] * gelu(p[r, inner + c]), exact (erf) GELU
+        r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mask = (r < total_rows)[:, None] & (cols < inner)[None, :]
+        base = r.to(tl.int64)[:, None] * (2 * inner) + cols[None, :]
+        h = tl.load(p_ptr + base, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(p_ptr + base + inner, mask=mask, other=0.0).to(tl.float32)
+        y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
+        out = out_ptr + r.to(tl.int64)[:, None] * inner + cols[None, :]
+        tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def geglu(proj: torch.Tensor) -> torch.Tensor:
+    """GEGLU's gating of a projection ``[..., 2I]``: ``first half * gelu(second half)`` -> ``[..., I]``."""
+    if not _use_triton(proj):
+        hidden, gate = proj.chunk(2, dim=-1)
+        return hidden * torch.nn.functional.gelu(gate)
+    proj = proj.contiguous()
+    inner = proj.shape[-1] // 2
+    rows = proj.numel() // (2 * inner)
+    out = proj.new_empty(*proj.shape[:-1], inner)
+    grid = (triton.cdiv(rows, 32), triton.cdiv(inner, 128))
+    _geglu_kernel[grid](proj, out, rows, inner, BLOCK_R=32, BLOCK_C=128)
+    return out
+
+
 def _blocks(c: int) -> int:
     return min(128, triton.next_power_of_2(c))
 
@@ -117,10 +147,13 @@ def group_norm_tokens(
     eps: float,
     silu: bool = False,
     swap_frames: int = 0,
+    offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GroupNorm of token arrays ``x [B, S, C]``: statistics per video and group of channels.
 
     Args:
+        offset: ``[B, C]`` added to every row of ``x`` before normalising (a ResNet block's time
+            embedding), without materialising the sum.
         silu: apply SiLU after the affine step.
         swap_frames: if ``F > 0``, the rows are ``[F, P]`` (frames x pixels) and the result comes as
             ``[B, P*F, C]`` rows ordered ``[P, F]`` (the temporal transformers' order), in the same pass.
@@ -131,17 +164,17 @@ def group_norm_tokens(
     b, s, c = x.shape
     g = num_groups
     if not _use_triton(x):
-        return _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames)
+        return _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames, offset)
     x = x.contiguous()
     block_c = _blocks(c)
-    rows_per_chunk = 256
+    rows_per_chunk = 64
     chunks = triton.cdiv(s, rows_per_chunk)
     sums = torch.empty(b, chunks, c, device=x.device, dtype=torch.float32)
     sqs = torch.empty_like(sums)
     _channel_sums_kernel[(b, chunks, triton.cdiv(c, block_c))](
-        x, sums, sqs, s, chunks, c, ROWS_PER_CHUNK=rows_per_chunk, BLOCK_R=32, BLOCK_C=block_c
+        x, sums, sqs, s, chunks, c, ROWS_PER_CHUNK=rows_per_chunk, BLOCK_R=64, BLOCK_C=block_c
     )
-    scale, shift = _affine(sums.sum(1), sqs.sum(1), s, g, weight, bias, eps)
+    scale, shift = _affine(sums.sum(1), sqs.sum(1), s, g, weight, bias, eps, offset)
     y = torch.empty_like(x)
     frames = swap_frames or 1
     _scale_shift_kernel[(triton.cdiv(b * s, 32), triton.cdiv(c, block_c))](
@@ -153,10 +186,18 @@ def group_norm_tokens(
 
 def _affine(
     sums: torch.Tensor, sqs: torch.Tensor, rows: int, g: int, weight: torch.Tensor, bias: torch.Tensor,
-    eps: float,
+    eps: float, offset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Per-channel sums -> float32 ``scale, shift [B, C]`` of the GroupNorm's affine step."""
+    """Per-channel sums of ``rows`` rows -> float32 ``scale, shift [B, C]`` of the GroupNorm's affine step.
+
+    With ``offset [B, C]`` the statistics are those of ``x + offset`` (shifted sums), and the shift
+    applies to ``x`` itself: ``(x + offset) * scale + shift == x * scale + (shift + offset * scale)``.
+    """
     b, c = sums.shape
+    if offset is not None:
+        a = offset.float()
+        sqs = sqs + 2.0 * a * sums + rows * a.square()
+        sums = sums + rows * a
     count = rows * (c // g)
     mean = sums.view(b, g, c // g).sum(-1) / count
     var = (sqs.view(b, g, c // g).sum(-1) / count - mean.square()).clamp_min(0.0)
@@ -164,15 +205,17 @@ def _affine(
     w = weight.float().view(1, g, c // g)
     scale = rstd[:, :, None] * w
     shift = bias.float().view(1, g, c // g) - mean[:, :, None] * scale
-    return scale.reshape(b, c).contiguous(), shift.reshape(b, c).contiguous()
+    scale, shift = scale.reshape(b, c), shift.reshape(b, c)
+    if offset is not None:
+        shift = shift + offset.float() * scale
+    return scale.contiguous(), shift.contiguous()
 
 
-def _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames):
+def _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames, offset):
     b, s, c = x.shape
-    t = x.view(b, s, g, c // g)
     sums = x.sum(dim=1, dtype=torch.float32)
-    sqs = torch.linalg.vector_norm(t, dim=1, dtype=torch.float32).square().view(b, c)
-    scale, shift = _affine(sums, sqs, s, g, weight, bias, eps)
+    sqs = torch.linalg.vector_norm(x, dim=1, dtype=torch.float32).square()
+    scale, shift = _affine(sums, sqs, s, g, weight, bias, eps, offset)
     y = torch.addcmul(shift.to(x.dtype)[:, None], x, scale.to(x.dtype)[:, None])
     if silu:
         y = torch.nn.functional.silu(y, inplace=True)
