@@ -1,5 +1,15 @@
 """ComfyUI's stock KSampler on the native AMG MODEL vs the standalone sampler, on the same job.
 
+Python packages needed besides torch and the pack's requirements (diffusers for the UNet): from
+ComfyUI's requirements ``psutil``, ``numpy``, ``safetensors``, ``einops``, ``tqdm``, ``pyyaml``,
+``Pillow`` and ``transformers`` (with ``tokenizers``), which ``comfy.model_management``,
+``comfy.model_base`` and ``comfy.sample`` import. ``torchsde`` (SDE samplers), ``scipy`` (beta
+scheduler, LMS), ``torchvision`` (Cosmos, Cascade, ACE models) and ``av`` (video files in
+``comfy_api``) are imported by ComfyUI modules but unused by this job: when one is missing or fails to
+import (e.g. a torchvision built for another torch), a placeholder module stands in for it and the
+script prints a note. ``comfy_api.latest`` (the node base class of nodes/model.py) is stubbed the same
+way if it cannot be imported.
+
 One process builds the real-size AMG UNet with random weights (``unet_bench.build_unet``) and samples
 one job both ways: 16 frames of 256x256 (latent 32x32), 20 DDIM steps, guidance 3.0, the same noise,
 avatar latent and text embeddings.
@@ -23,13 +33,6 @@ ratio ComfyUI / that path.
 ComfyUI is imported in-process from ``--comfyui DIR`` (default: ``$COMFYUI_DIR``); no server starts.
 Its command-line parser is left off (``comfy.cli_args`` then holds the defaults), so this script's
 arguments never reach it; ``--device cpu`` sets its ``--cpu`` option.
-
-Python packages needed besides torch and this pack's requirements (diffusers, ...): from ComfyUI's
-requirements, ``psutil``, ``numpy``, ``safetensors``, ``einops``, ``tqdm``, ``pyyaml``, ``Pillow``,
-``transformers``, ``sentencepiece``/``tokenizers`` as ``comfy.model_base`` imports them. ``torchsde``
-(SDE samplers), ``scipy`` (beta scheduler, LMS), ``torchvision`` (Cosmos, Cascade, ACE models) and
-``av`` (video files) are imported by ComfyUI modules but unused by this job: when one is missing or
-fails to import, a placeholder module stands in for it and the script says so.
 
     python bench/comfy_bench.py --comfyui /path/to/ComfyUI                  # CUDA, real size
     python bench/comfy_bench.py --comfyui /path/to/ComfyUI --clips 5 --write
