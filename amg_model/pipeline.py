@@ -369,20 +369,25 @@ def _free_device_cache(device: torch.device) -> None:
 
 @contextlib.contextmanager
 def _on_device(model, name: str, device: torch.device, memory: MemoryOptions) -> Iterator[None]:
-    """With ``memory.offload``: ``model`` on ``device`` inside the block, on the offload device after it."""
-    module = _movable_module(model) if memory.offload else None
-    if module is None:
-        if memory.offload:
-            logger.info("%s cannot be moved (no torch module, or CUDA graphs / compiled); it stays", name)
+    """With ``memory.offload``: ``model`` on ``device`` inside the block, on the offload device after it.
+
+    The CUDA cache is emptied after the block, so the next stage finds the memory this one freed.
+    """
+    if not memory.offload:
         yield
         return
-    logger.debug("%s -> %s", name, device)
-    module.to(device=device)
+    module = _movable_module(model)
+    if module is None:
+        logger.info("%s cannot be moved (no torch module, or CUDA graphs / compiled); it stays", name)
+    else:
+        logger.debug("%s -> %s", name, device)
+        module.to(device=device)
     try:
         yield
     finally:
-        logger.debug("%s -> %s", name, memory.offload_device)
-        module.to(device=torch.device(memory.offload_device))
+        if module is not None:
+            logger.debug("%s -> %s", name, memory.offload_device)
+            module.to(device=torch.device(memory.offload_device))
         _free_device_cache(device)
 
 

@@ -62,9 +62,10 @@ def test_offloaded_run_gives_the_frames_of_the_plain_run(frames):
     torch.testing.assert_close(offloaded, plain, atol=1e-6, rtol=0)
 
 
-def test_each_model_is_on_the_compute_device_only_for_its_own_stage(frames):
+def test_each_model_is_on_the_compute_device_only_for_its_own_stage(frames, monkeypatch):
     unet, vae, text = _models()
     log: list = []
+    monkeypatch.setattr(pipeline, "_free_device_cache", lambda device: log.append(("cache", "empty", None)))
     _record(log, "text", text)
     _record(log, "vae", vae, {"encode": vae.vae.encoder, "decode": vae.vae.decoder})
     _record(log, "unet", unet)
@@ -72,11 +73,11 @@ def test_each_model_is_on_the_compute_device_only_for_its_own_stage(frames):
     pipeline.generate_video(unet, vae, text, frames, "a person", steps=2, device=COMPUTE, memory=memory)
     on, off = f"to {COMPUTE}", f"to {OFFLOAD}"
     assert _stages(log) == [
-        ("text", off), ("vae", off), ("unet", off),  # all wait on the offload device
-        ("text", on), ("text", "forward"), ("text", off),
-        ("vae", on), ("vae", "encode"), ("vae", off),
-        ("unet", on), ("unet", "forward"), ("unet", off),
-        ("vae", on), ("vae", "decode"), ("vae", off),  # the UNet is off the device
+        ("text", off), ("vae", off), ("unet", off), ("cache", "empty"),  # all wait on the offload device
+        ("text", on), ("text", "forward"), ("text", off), ("cache", "empty"),
+        ("vae", on), ("vae", "encode"), ("vae", off), ("cache", "empty"),
+        ("unet", on), ("unet", "forward"), ("unet", off), ("cache", "empty"),
+        ("vae", on), ("vae", "decode"), ("vae", off), ("cache", "empty"),  # the UNet is off the device
     ]  # fmt: skip
     for module in (text, vae, unet):
         assert {p.device for p in module.parameters()} == {OFFLOAD}
