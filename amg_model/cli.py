@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from amg_model.errors import AMGError
 
@@ -94,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="UNet execution (default auto: cuda_graph on CUDA, eager on the CPU); the compile modes are "
         "fastest but compile for 1.5-4 minutes on first use (cached on disk by torch)",
     )
+    demo.add_argument(
+        "--offload",
+        action="store_true",
+        help="for 8 GiB cards: keep the text encoder and VAE (and an eager UNet) on the CPU except during "
+        "their own stage, decode the VAE in chunks, sample one window per UNet call",
+    )
+    demo.add_argument(
+        "--window-batch",
+        type=int,
+        default=None,
+        help="16-frame windows per UNet call for clips over 16 frames (default: 1 with --offload or on "
+        "the CPU, else as many as fit)",
+    )
+    demo.add_argument(
+        "--window-schedule",
+        choices=("overlap", "shifted"),
+        default="overlap",
+        help="overlapping blended windows (default) or non-overlapping windows with moving seams",
+    )
+    demo.add_argument(
+        "--vae-chunk", type=int, default=None, help="frames per VAE call (default 8; 4 with --offload)"
+    )
     return parser
 
 
@@ -103,6 +126,16 @@ def _convert(args: argparse.Namespace) -> int:
     convert_checkpoint(args.input, args.output, dtype=args.dtype)
     print(f"wrote {args.output}")
     return 0
+
+
+def _memory_options(args: argparse.Namespace):
+    """The demo's ``pipeline.MemoryOptions``: --offload, --window-batch, --window-schedule, --vae-chunk."""
+    from amg_model.pipeline import MemoryOptions
+
+    memory = MemoryOptions.low_vram() if args.offload else MemoryOptions()
+    changes = {"window_batch": args.window_batch, "vae_chunk": args.vae_chunk}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return replace(memory, window_schedule=args.window_schedule, **changes)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -129,7 +162,8 @@ def _demo(args: argparse.Namespace) -> int:
         result = demo.run_demo(
             frames=args.frames, size=args.size, prompt=args.prompt or demo.DEFAULT_PROMPT,
             negative=args.negative, body=args.body, motion=args.motion, motion_file=args.motion_file,
-            camera=args.camera, camera_file=args.camera_file, follow=not args.fixed_aim, **common,
+            camera=args.camera, camera_file=args.camera_file, follow=not args.fixed_aim,
+            memory=_memory_options(args), **common,
         )  # fmt: skip
     for note in result.notes:
         print(f"  {note}")

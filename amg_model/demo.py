@@ -223,6 +223,7 @@ def run_demo(
     camera: str = pipeline.DEFAULT_CAMERA,
     camera_file: str | None = None,
     follow: bool = True,
+    memory: pipeline.MemoryOptions | None = None,
 ) -> DemoResult:
     """Run the avatar pipeline end to end and write its files into ``out_dir``.
 
@@ -241,6 +242,8 @@ def run_demo(
         device: "cpu" or "cuda"; default: CUDA when available.
         precision, unet_mode: UNet precision and execution mode (see :func:`load_demo_models`).
         body, motion, motion_file, camera, camera_file, follow: the scene (see :func:`build_scene`).
+        memory: offloading, VAE chunks and windows (``pipeline.MemoryOptions``; ``.low_vram()`` for
+            8 GiB cards: the models are then loaded on its offload device, the CPU).
 
     Returns:
         The written files; ``notes`` says which models were stand-ins.
@@ -252,12 +255,16 @@ def run_demo(
     dev = _resolve_device(device)
     scene = build_scene(frames, size, body, motion, motion_file, camera, camera_file, follow)
     avatar_frames = _render(scene, size, seed, progress)
-    models = _load_models(unet_path, vae_path, text_encoder_path, dev, None, precision, unet_mode)
+    memory = memory or pipeline.MemoryOptions()
+    offload_device = memory.offload_device if memory.offload else None
+    models = load_demo_models(
+        unet_path, vae_path, text_encoder_path, dev, None, precision, unet_mode, offload_device
+    )
     bar, callback = _progress_callback(steps, progress)
     try:
         generated = pipeline.generate_video(
             models.unet, models.vae, models.text_encoder, avatar_frames, prompt, negative,
-            steps=steps, guidance=guidance, seed=seed, device=dev, callback=callback,
+            steps=steps, guidance=guidance, seed=seed, device=dev, callback=callback, memory=memory,
         )  # fmt: skip
     finally:
         bar.close()

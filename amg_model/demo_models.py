@@ -84,6 +84,7 @@ def load_demo_models(
     context_dim: int | None = None,
     precision: str = "auto",
     unet_mode: str = "auto",
+    offload_device: str | torch.device | None = None,
 ) -> DemoModels:
     """Load the demo's models: real ones where a path is given, tiny stand-ins otherwise.
 
@@ -96,8 +97,11 @@ def load_demo_models(
             encoder, else 32).
         precision, unet_mode: UNet precision and execution mode (see
             :func:`~amg_model.model.runtime.prepare_unet`; "auto": fp16 with CUDA graphs on CUDA).
+        offload_device: load the weights there instead (the CPU), for ``pipeline.MemoryOptions(offload=True)``
+            that moves each model to ``device`` only for its stage; the UNet is still prepared for ``device``.
     """
-    device = torch.device(device)
+    run_device = torch.device(device)
+    device = torch.device(offload_device) if offload_device is not None else run_device
     notes: list[str] = []
     unet = None
     if unet_path:
@@ -138,5 +142,5 @@ def load_demo_models(
 
         vae = tiny_vae().to(device)
         notes.append("VAE: tiny random weights (pass --vae)")
-    unet = prepare_unet(unet, device, precision, unet_mode)
+    unet = prepare_unet(unet, run_device, precision, unet_mode)
     return DemoModels(unet, vae, text_encoder, dim, real_vae=bool(vae_path), notes=notes)

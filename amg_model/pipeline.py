@@ -16,9 +16,10 @@ motion files are resampled to it), so rendered frame k shows motion time k / 8 s
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -274,24 +275,120 @@ def encode_prompt(text_encoder, prompt: str) -> torch.Tensor:
     return emb if emb.ndim == 3 else emb.unsqueeze(0)
 
 
-def encode_frames(vae, frames: torch.Tensor) -> torch.Tensor:
+def encode_frames(vae, frames: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     """VAE latents of a video: ``[F, H, W, 3]`` in 0..1 -> ``[1, 4, F, H/8, W/8]``, scaled by 0.18215.
 
     Args:
         vae: ``model.vae.VideoVAE`` (``encode``: ``[F, 3, H, W]`` in [-1, 1] -> ``[F, 4, h, w]``).
+        chunk: frames per VAE call (fewer: less memory, a little slower).
     """
     param = next(vae.parameters(), None) if isinstance(vae, torch.nn.Module) else None
     device = param.device if param is not None else frames.device
     x = frames.permute(0, 3, 1, 2).to(device) * 2.0 - 1.0
     with torch.no_grad():
-        return vae.encode(x).permute(1, 0, 2, 3).unsqueeze(0).float()
+        return vae.encode(x, chunk=chunk).permute(1, 0, 2, 3).unsqueeze(0).float()
 
 
-def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """Frames of VAE latents: ``[1, 4, F, h, w]`` (scaled) -> ``[F, 8h, 8w, 3]`` in 0..1 (CPU)."""
+def decode_latents(vae, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Frames of VAE latents: ``[1, 4, F, h, w]`` (scaled) -> ``[F, 8h, 8w, 3]`` in 0..1 (CPU).
+
+    Args:
+        chunk: frames per VAE call; each chunk's pixels move to the CPU before the next is decoded.
+    """
     with torch.no_grad():
-        x = vae.decode(latents[0].permute(1, 0, 2, 3))
-    return ((x.float().cpu() + 1.0) * 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1)
+        parts = [
+            vae.decode(part, chunk=chunk).float().cpu()
+            for part in latents[0].permute(1, 0, 2, 3).split(chunk)
+        ]
+    x = torch.cat(parts)
+    return ((x + 1.0) * 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1)
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """How :func:`generate_video` spends device memory; the defaults keep every model where it is.
+
+    ``MemoryOptions.low_vram()`` is the setting for 8 GiB cards: the text encoder and the VAE wait on
+    the CPU and visit the GPU only for their own stage, the UNet (a torch module, or a FastUNet in
+    eager mode) leaves the GPU while the VAE decodes, the CUDA cache is emptied between stages, the
+    VAE works on 4 frames at a time and long clips are sampled one 16-frame window per UNet call.
+
+    Attributes:
+        offload: keep the models on ``offload_device`` and move each to the compute device only for
+            its stage (text encoding, VAE encoding, sampling, VAE decoding), back right after it.
+        offload_device: where offloaded models wait (the CPU).
+        vae_chunk: frames per VAE encode / decode call.
+        window, overlap, window_batch, window_schedule: temporal windows of the sampler (see
+            :func:`~amg_model.sampling.sample.sample_video`); ``window_batch`` None: 1 on the CPU, on CUDA
+            as many windows per UNet call as about 60 % of the free memory holds.
+    """
+
+    offload: bool = False
+    offload_device: str | torch.device = "cpu"
+    vae_chunk: int = 8
+    window: int = 16
+    overlap: int = 4
+    window_batch: int | None = None
+    window_schedule: str = "overlap"
+
+    def __post_init__(self) -> None:
+        if self.vae_chunk < 1:
+            raise PipelineError(f"vae_chunk={self.vae_chunk}: the VAE needs at least 1 frame per call.")
+
+    @classmethod
+    def low_vram(cls, **changes) -> MemoryOptions:
+        """The 8 GiB-card setting (offloading, 4-frame VAE chunks, one window per UNet call)."""
+        return replace(cls(offload=True, vae_chunk=4, window_batch=1), **changes)
+
+    def window_kwargs(self) -> dict:
+        """The sampler's window settings, as keyword arguments of ``sample_video``."""
+        return dict(
+            window=self.window, overlap=self.overlap, window_batch=self.window_batch,
+            window_schedule=self.window_schedule,
+        )  # fmt: skip
+
+
+def _movable_module(model) -> torch.nn.Module | None:
+    """The torch module whose weights can be moved between devices, or None.
+
+    A FastUNet (``model.fast``) is moved through its ``.unet`` module, only in eager mode: its CUDA
+    graphs and compiled code keep the addresses of the weights they were made with.
+    """
+    if isinstance(model, torch.nn.Module):
+        return model
+    inner = getattr(model, "unet", None)
+    if isinstance(inner, torch.nn.Module) and getattr(model, "mode", "eager") == "eager":
+        return inner
+    return None
+
+
+def _free_device_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _on_device(model, name: str, device: torch.device, memory: MemoryOptions) -> Iterator[None]:
+    """With ``memory.offload``: ``model`` on ``device`` inside the block, on the offload device after it.
+
+    The CUDA cache is emptied after the block, so the next stage finds the memory this one freed.
+    """
+    if not memory.offload:
+        yield
+        return
+    module = _movable_module(model)
+    if module is None:
+        logger.info("%s cannot be moved (no torch module, or CUDA graphs / compiled); it stays", name)
+    else:
+        logger.debug("%s -> %s", name, device)
+        module.to(device=device)
+    try:
+        yield
+    finally:
+        if module is not None:
+            logger.debug("%s -> %s", name, memory.offload_device)
+            module.to(device=torch.device(memory.offload_device))
+        _free_device_cache(device)
 
 
 def sample_latents(
@@ -304,17 +401,20 @@ def sample_latents(
     seed: int = 0,
     device: torch.device | str = "cpu",
     callback: StepCallback | None = None,
+    **window,
 ) -> torch.Tensor:
     """Guided DDIM from avatar latents (``sampling.sample.sample_video``) -> ``[1, 4, F, h, w]``.
 
     The UNet runs in its own precision: ``model.runtime.prepare_unet`` chooses it per device.
+    ``window`` holds the sampler's temporal-window settings (``window``, ``overlap``, ``window_batch``,
+    ``window_schedule``; :meth:`MemoryOptions.window_kwargs`).
     """
     from amg_model.sampling.sample import sample_video
 
     device = torch.device(device)
     return sample_video(
         unet, avatar_latents.to(device), cond.to(device), uncond.to(device),
-        steps=steps, guidance=guidance, seed=seed, callback=callback,
+        steps=steps, guidance=guidance, seed=seed, callback=callback, **window,
     )  # fmt: skip
 
 
@@ -330,6 +430,7 @@ def generate_video(
     seed: int = 0,
     device: torch.device | str = "cpu",
     callback: StepCallback | None = None,
+    memory: MemoryOptions | None = None,
 ) -> torch.Tensor:
     """Generate a video that follows an avatar render: encode, sample, decode.
 
@@ -340,8 +441,10 @@ def generate_video(
         frames: ``[F, H, W, 3]`` avatar render in 0..1, H and W multiples of 8.
         prompt, negative: texts for classifier-free guidance (the original's negative is "").
         steps, guidance, seed: DDIM settings (see ``sampling.sample.sample_video``).
-        device: where the UNet runs.
+        device: where the models run (each for its stage when offloading).
         callback: called after each step as ``callback(i, total, t, x_t, x0_pred)``.
+        memory: offloading, VAE chunks and temporal windows (default :class:`MemoryOptions`: no
+            offloading; ``MemoryOptions.low_vram()`` for 8 GiB cards).
 
     Returns:
         ``[F, H, W, 3]`` generated frames in 0..1 (CPU).
@@ -352,7 +455,21 @@ def generate_video(
         raise PipelineError(
             f"avatar frames are {frames.shape[2]}x{frames.shape[1]} pixels; the VAE needs multiples of 8."
         )
-    avatar_latents = encode_frames(vae, frames)
-    cond, uncond = encode_prompt(text_encoder, prompt), encode_prompt(text_encoder, negative)
-    latents = sample_latents(unet, avatar_latents, cond, uncond, steps, guidance, seed, device, callback)
-    return decode_latents(vae, latents)
+    memory = memory or MemoryOptions()
+    device = torch.device(device)
+    if memory.offload:  # everything waits on the offload device, whatever it was given on
+        for model in (text_encoder, vae, unet):
+            if (module := _movable_module(model)) is not None:
+                module.to(device=torch.device(memory.offload_device))
+        _free_device_cache(device)
+    window = memory.window_kwargs()
+    with _on_device(text_encoder, "text encoder", device, memory):
+        cond, uncond = encode_prompt(text_encoder, prompt), encode_prompt(text_encoder, negative)
+    with _on_device(vae, "VAE", device, memory):
+        avatar_latents = encode_frames(vae, frames, memory.vae_chunk)
+    with _on_device(unet, "UNet", device, memory):
+        latents = sample_latents(
+            unet, avatar_latents, cond, uncond, steps, guidance, seed, device, callback, **window
+        )  # fmt: skip
+    with _on_device(vae, "VAE", device, memory):
+        return decode_latents(vae, latents, memory.vae_chunk)

@@ -89,6 +89,22 @@ def test_demo_long_clip_uses_windows(tmp_path, monkeypatch):
     assert seen == [16, 16]
 
 
+def test_demo_offload_option_reaches_the_pipeline(tmp_path, monkeypatch):
+    from amg_model import pipeline
+
+    seen = {}
+    real = pipeline.generate_video
+
+    def recording(*args, memory=None, **kwargs):
+        seen["memory"] = memory
+        return real(*args, memory=memory, **kwargs)
+
+    monkeypatch.setattr(pipeline, "generate_video", recording)
+    args = ["--frames", "4", "--size", "16", "--steps", "1", "--no-progress", "--offload", "--vae-chunk", "3"]
+    assert main(["demo", "--out", str(tmp_path), *args]) == 0
+    assert seen["memory"] == pipeline.MemoryOptions.low_vram(vae_chunk=3)
+
+
 def test_render_conditioning_shape_and_range():
     frames = demo.render_conditioning(3, 32)
     assert frames.shape == (3, 32, 32, 3) and frames.dtype == torch.float32
