@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+import amg_model.model.channels_last as channels_last_forward  # noqa: E402
 from amg_model.model.fast import FastUNet  # noqa: E402
 from amg_model.sampling.sample import sample_video  # noqa: E402
 
@@ -178,6 +179,14 @@ def main() -> None:
             fused_projections=True,
             attention="flash",
         ),
+        "fp16_cl_qkv_cudnnconv_cudagraph": dict(
+            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True,
+            fused_projections=True, temporal_conv="cudnn",
+        ),  # fmt: skip
+        "fp16_cl_qkv_compile_cudagraph": dict(
+            dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph", channels_last=True,
+            fused_projections=True,
+        ),  # fmt: skip
         "fp16_cl_compile": dict(dtype=torch.float16, cfg_batched=True, mode="compile", channels_last=True),
         "fp16_cudagraph": dict(dtype=torch.float16, cfg_batched=True, mode="cuda_graph"),
         "fp16_cl_cudagraph": dict(
@@ -185,12 +194,6 @@ def main() -> None:
         ),
         "fp16_cudagraph_nobench": dict(
             dtype=torch.float16, cfg_batched=True, mode="cuda_graph", cudnn_benchmark=False
-        ),
-        "fp16_cudagraph_fasttemporal": dict(
-            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", fast_temporal=True
-        ),
-        "fp16_compile_cudagraph_fasttemporal": dict(
-            dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph", fast_temporal=True
         ),
         "fp16_compile": dict(dtype=torch.float16, cfg_batched=True, mode="compile"),
         "fp16_compile_cudagraph": dict(dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph"),
@@ -212,6 +215,7 @@ def main() -> None:
         autocast = spec.pop("autocast", False)
         cfg_batched = spec.pop("cfg_batched")
         torch.backends.cudnn.benchmark = spec.pop("cudnn_benchmark", True)
+        channels_last_forward.temporal_conv_kind = spec.pop("temporal_conv", "matmul")
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         model = FastUNet(build_unet(tiny=args.tiny).to(spec["dtype"]).to(dev), **spec, autocast=autocast)

@@ -10,12 +10,14 @@ as for the other SD-family video models; the wrapper below regroups them into th
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from typing import TYPE_CHECKING
 
 import comfy.conds
 import comfy.context_windows
 import comfy.latent_formats
+import comfy.ldm.modules.attention
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
@@ -104,10 +106,29 @@ class AMGDiffusionModel(torch.nn.Module):
     def __init__(self, unet: AMGUNet):
         super().__init__()
         self.amg = unet
+        self._graphed = None
 
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    def _run_unet(self, video: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The UNet call: on CUDA with plain resident weights, the channels-last forward replayed as
+        CUDA graphs (ComfyUI's attention function); otherwise the module itself, whose layers
+        cast, offload and patch their weights the ComfyUI way."""
+        unet = self.amg.unet
+        if not (video.is_cuda and _plain_weights(unet, video.device, video.dtype)):
+            return self.amg(video, t, text)
+        if self._graphed is None:
+            from amg_model.model.channels_last import unet_forward
+            from amg_model.model.fast import GraphedForward
+
+            attention = comfy.ldm.modules.attention.optimized_attention
+            self._graphed = GraphedForward(
+                functools.partial(unet_forward, unet, attention=attention), unet, max_graphs=2
+            )
+        with torch.no_grad():
+            return self._graphed(video, t, text)
 
     def _avatar_frames(self, avatar, chunks: int, frames: int, transformer_options: dict) -> torch.Tensor:
         if avatar is None:
@@ -144,8 +165,18 @@ class AMGDiffusionModel(torch.nn.Module):
         video = xc.reshape(chunks, frames, *xc.shape[1:]).transpose(1, 2)  # [chunks, 8, frames, h, w]
         t = timesteps.reshape(chunks, frames)[:, 0]
         text = context.reshape(chunks, frames, *context.shape[1:])[:, 0]
-        eps = self.amg(video, t, text)  # [chunks, 4, frames, h, w]
+        eps = self._run_unet(video, t, text)  # [chunks, 4, frames, h, w]
         return eps.transpose(1, 2).reshape(chunks * frames, *eps.shape[1:2], *eps.shape[3:])
+
+
+def _plain_weights(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
+    """True if every weight is on ``device`` in ``dtype`` and no layer casts or patches it per call."""
+    for m in module.modules():
+        if getattr(m, "comfy_cast_weights", False) or getattr(m, "weight_function", None):
+            return False
+        if getattr(m, "bias_function", None):
+            return False
+    return all(p.device == device and p.dtype == dtype for p in module.parameters())
 
 
 class AMGVideoModel(comfy.model_base.BaseModel):
@@ -204,6 +235,9 @@ def wrap_unet(
     offload_device,
 ) -> comfy.model_patcher.ModelPatcher:
     """Wrap a loaded ``AMGUNet`` (on ``offload_device``) as a ComfyUI MODEL."""
+    from amg_model.model.channels_last import to_channels_last
+
+    to_channels_last(unet)  # the CUDA fast path's convolutions read channels-last weights
     config = AMGModelConfig({"disable_unet_model_creation": True})
     config.set_inference_dtype(weight_dtype, manual_cast_dtype)
     _comfy_operations(

@@ -33,60 +33,6 @@ MODES = ("eager", "cuda_graph", "compile", "compile_cuda_graph")
 ATTENTION = {"sdpa": sdpa_attention, "flash": flash_attention}
 
 
-def _group_norm_silu(x: torch.Tensor, norm: torch.nn.GroupNorm, frames: int) -> torch.Tensor:
-    """GroupNorm over (channels of a group, frames, H, W) followed by SiLU, on [B*F, C, H, W].
-
-    Equal to the temporal layer's GroupNorm on the [B, C, F, H, W] view, without the copies
-    that the permuted view costs.
-    """
-    bf, c, h, w = x.shape
-    g = norm.num_groups
-    xv = x.view(bf // frames, frames, g, c // g, h * w)
-    var, mean = torch.var_mean(xv, dim=(1, 3, 4), correction=0, keepdim=True)
-    rstd = torch.rsqrt(var.float() + norm.eps)
-    scale = rstd * norm.weight.float().view(1, 1, g, c // g, 1)
-    shift = norm.bias.float().view(1, 1, g, c // g, 1) - mean.float() * scale
-    y = torch.addcmul(shift.to(x.dtype), xv, scale.to(x.dtype))
-    return torch.nn.functional.silu(y, inplace=True).view(bf, c, h, w)
-
-
-def _temporal_conv(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
-    """A (3, 1, 1) Conv3d over frames, on [B*F, C, H, W], as one batched matmul and shifted adds."""
-    bf, c, h, w = x.shape
-    cout = conv.out_channels
-    # taps stacked along the output dimension: [3*Cout, Cin]
-    w3 = conv.weight[:, :, :, 0, 0].permute(2, 0, 1).reshape(3 * cout, c)
-    y = torch.matmul(w3, x.view(bf, c, h * w)).view(bf // frames, frames, 3, cout, h * w)
-    out = y[:, :, 1] + conv.bias.view(1, 1, cout, 1)
-    out[:, 1:] += y[:, :-1, 0]
-    out[:, :-1] += y[:, 1:, 2]
-    return out.view(bf, cout, h, w)
-
-
-def _fast_temporal_conv_forward(self, hidden_states: torch.Tensor, num_frames: int = 1) -> torch.Tensor:
-    """Drop-in forward for diffusers' TemporalConvLayer that stays in the [B*F, C, H, W] layout."""
-    h = hidden_states
-    for block in (self.conv1, self.conv2, self.conv3, self.conv4):
-        norm, conv = block[0], block[-1]
-        h = _temporal_conv(_group_norm_silu(h, norm, num_frames), conv, num_frames)
-    return hidden_states + h
-
-
-def use_fast_temporal_convs(unet: torch.nn.Module) -> int:
-    """Switch every temporal conv layer of a diffusers UNet3D to the layout-preserving forward.
-
-    Parameters and state-dict keys are unchanged. Returns the number of layers switched.
-    """
-    import types
-
-    count = 0
-    for m in unet.modules():
-        if type(m).__name__ == "TemporalConvLayer":
-            m.forward = types.MethodType(_fast_temporal_conv_forward, m)
-            count += 1
-    return count
-
-
 class _GraphedCall:
     """One captured CUDA graph of ``fn`` for fixed input shapes, with static input buffers."""
 
@@ -109,6 +55,36 @@ class _GraphedCall:
         return self.output.clone()
 
 
+class GraphedForward:
+    """``fn(*tensors)`` replayed from CUDA graphs: one per input shapes and weight addresses.
+
+    A graph reads the weights of ``module`` from the addresses they had when it was captured.
+    Keying on those addresses makes a moved or replaced weight (offloading, a patched copy) lead
+    to a new capture instead of a wrong result; in-place edits of a weight are seen by the graph.
+    The ``max_graphs`` most recently used graphs are kept (each holds its own activation memory).
+    """
+
+    def __init__(self, fn: Callable, module: torch.nn.Module | None = None, max_graphs: int = 4):
+        self.fn = fn
+        self.module = module
+        self.max_graphs = max_graphs
+        self._graphs: dict[tuple, _GraphedCall] = {}
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        if self.module is not None:
+            key += tuple(p.data_ptr() for p in self.module.parameters())
+            key += tuple(b.data_ptr() for b in self.module.buffers())
+        graph = self._graphs.pop(key, None)
+        if graph is None:
+            while len(self._graphs) >= self.max_graphs:
+                self._graphs.pop(next(iter(self._graphs)))
+            log.info("capturing a CUDA graph of the UNet for input shape %s", tuple(args[0].shape))
+            graph = _GraphedCall(self.fn, args)
+        self._graphs[key] = graph  # most recently used last
+        return graph(*args)
+
+
 class FastUNet:
     """Callable ``(x [B,C,F,h,w], t [B], context [B,77,D]) -> eps [B,4,F,h,w]`` in a fast mode.
 
@@ -121,7 +97,6 @@ class FastUNet:
             convolution weights channels-last throughout) instead of the diffusers forward.
         autocast: keep weights in ``dtype`` but run under fp16 autocast (the original release's
             way: float32 weights under autocast).
-        fast_temporal: (diffusers forward only) temporal convolutions without permute copies.
         fused_projections: (channels-last forward only) one matrix product for each attention's
             query, key and value.
         attention: (channels-last forward only) ``"sdpa"`` (torch's choice of backend) or ``"flash"``.
@@ -134,7 +109,6 @@ class FastUNet:
         mode: str = "eager",
         channels_last: bool = False,
         autocast: bool = False,
-        fast_temporal: bool = False,
         fused_projections: bool = False,
         attention: str = "sdpa",
     ):
@@ -149,13 +123,11 @@ class FastUNet:
             if fused_projections:
                 fuse_projections(self.unet)
         self.attention = ATTENTION[attention]
-        if fast_temporal:
-            use_fast_temporal_convs(self.unet)
         self.dtype = torch.float16 if autocast else dtype
         self.mode = mode
         self.autocast = autocast
         self.channels_last = channels_last
-        self._graphs: dict[tuple, _GraphedCall] = {}
+        self._graphs = GraphedForward(self._eager, self.unet)
         self._forward: Callable = self._eager
         if mode == "compile":
             self._forward = torch.compile(self._eager, dynamic=False)
@@ -176,9 +148,4 @@ class FastUNet:
         t = t.to(x.device)
         if self.mode != "cuda_graph" or x.device.type != "cuda":
             return self._forward(x, t, context)
-        key = (tuple(x.shape), tuple(context.shape), x.dtype)
-        graph = self._graphs.get(key)
-        if graph is None:
-            log.info("capturing a CUDA graph of the UNet for input shape %s", tuple(x.shape))
-            graph = self._graphs[key] = _GraphedCall(self._eager, (x, t, context))
-        return graph(x, t, context)
+        return self._graphs(x, t, context)
