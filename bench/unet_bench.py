@@ -179,9 +179,9 @@ def main() -> None:
             fused_projections=True,
             attention="flash",
         ),
-        "fp16_cl_qkv_cudnnconv_cudagraph": dict(
+        "fp16_cl_qkv_matmulconv_cudagraph": dict(
             dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True,
-            fused_projections=True, temporal_conv="cudnn",
+            fused_projections=True, temporal_conv="matmul",
         ),  # fmt: skip
         "fp16_cl_qkv_compile_cudagraph": dict(
             dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph", channels_last=True,
@@ -215,7 +215,7 @@ def main() -> None:
         autocast = spec.pop("autocast", False)
         cfg_batched = spec.pop("cfg_batched")
         torch.backends.cudnn.benchmark = spec.pop("cudnn_benchmark", True)
-        channels_last_forward.temporal_conv_kind = spec.pop("temporal_conv", "matmul")
+        channels_last_forward.temporal_conv_kind = spec.pop("temporal_conv", "conv3d")
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         model = FastUNet(build_unet(tiny=args.tiny).to(spec["dtype"]).to(dev), **spec, autocast=autocast)

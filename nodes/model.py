@@ -107,6 +107,7 @@ class AMGDiffusionModel(torch.nn.Module):
         super().__init__()
         self.amg = unet
         self._graphed = None
+        self._layers = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -117,7 +118,9 @@ class AMGDiffusionModel(torch.nn.Module):
         CUDA graphs (ComfyUI's attention function); otherwise the module itself, whose layers
         cast, offload and patch their weights the ComfyUI way."""
         unet = self.amg.unet
-        if not (video.is_cuda and _plain_weights(unet, video.device, video.dtype)):
+        if self._layers is None:  # ComfyUI's cast-aware layers (all that hold weights)
+            self._layers = [m for m in unet.modules() if hasattr(m, "comfy_cast_weights")]
+        if not (video.is_cuda and self._layers and _plain_weights(self._layers, video.device, video.dtype)):
             return self.amg(video, t, text)
         if self._graphed is None:
             from amg_model.model.channels_last import unet_forward
@@ -169,14 +172,13 @@ class AMGDiffusionModel(torch.nn.Module):
         return eps.transpose(1, 2).reshape(chunks * frames, *eps.shape[1:2], *eps.shape[3:])
 
 
-def _plain_weights(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
-    """True if every weight is on ``device`` in ``dtype`` and no layer casts or patches it per call."""
-    for m in module.modules():
-        if getattr(m, "comfy_cast_weights", False) or getattr(m, "weight_function", None):
+def _plain_weights(layers: list[torch.nn.Module], device: torch.device, dtype: torch.dtype) -> bool:
+    """True if no layer casts, offloads or patches its weights per call (ComfyUI's low-VRAM and
+    manual-cast modes, LoRA weight functions) and the weights are on ``device`` in ``dtype``."""
+    for m in layers:
+        if m.comfy_cast_weights or m.weight_function or m.bias_function:
             return False
-        if getattr(m, "bias_function", None):
-            return False
-    return all(p.device == device and p.dtype == dtype for p in module.parameters())
+    return layers[0].weight.device == device and layers[0].weight.dtype == dtype
 
 
 class AMGVideoModel(comfy.model_base.BaseModel):

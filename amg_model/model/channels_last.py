@@ -131,8 +131,8 @@ def _temporal_conv3(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torc
     return _image(out.view(n, hw, cout), h, w)
 
 
-def _temporal_conv3_cudnn(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
-    """The same (3, 1, 1) convolution as one cuDNN Conv3d call on the channels-last-3d view."""
+def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
+    """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy)."""
     n, c, h, w = x.shape
     x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
     weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)
@@ -141,8 +141,8 @@ def _temporal_conv3_cudnn(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -
     return y.reshape(n, -1, h, w)
 
 
-TEMPORAL_CONV = {"matmul": _temporal_conv3, "cudnn": _temporal_conv3_cudnn}
-temporal_conv_kind = "matmul"
+TEMPORAL_CONV = {"matmul": _temporal_conv3, "conv3d": _temporal_conv3d}
+temporal_conv_kind = "conv3d"  # measured faster on an H100 (cuDNN's channels-last-3d kernels)
 
 
 def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:

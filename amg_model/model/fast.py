@@ -66,15 +66,17 @@ class GraphedForward:
 
     def __init__(self, fn: Callable, module: torch.nn.Module | None = None, max_graphs: int = 4):
         self.fn = fn
-        self.module = module
         self.max_graphs = max_graphs
         self._graphs: dict[tuple, _GraphedCall] = {}
+        # (owner dict, name) of every parameter and buffer: a replaced tensor is found by name
+        self._slots = []
+        for m in module.modules() if module is not None else ():
+            for table in (m._parameters, m._buffers):
+                self._slots += [(table, name) for name, t in table.items() if t is not None]
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         key = tuple((tuple(a.shape), a.dtype) for a in args)
-        if self.module is not None:
-            key += tuple(p.data_ptr() for p in self.module.parameters())
-            key += tuple(b.data_ptr() for b in self.module.buffers())
+        key += tuple(table[name].data_ptr() for table, name in self._slots)
         graph = self._graphs.pop(key, None)
         if graph is None:
             while len(self._graphs) >= self.max_graphs:

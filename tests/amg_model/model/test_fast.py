@@ -110,3 +110,18 @@ def test_fused_projections_keep_the_function_and_the_state_dict(unet):
         ref = unet(x, t, encoder_hidden_states=ctx).sample
         out = unet_forward(fused, x, t, ctx)
     assert (out - ref).norm() < 1e-5 * ref.norm()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_graphed_forward_follows_replaced_and_edited_weights():
+    from amg_model.model.fast import GraphedForward
+
+    lin = torch.nn.Linear(8, 8).cuda()
+    graphed = GraphedForward(lambda x: lin(x), lin)
+    x = torch.randn(4, 8, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(x), lin(x))
+        lin.weight = torch.nn.Parameter(torch.randn(8, 8, device="cuda"))  # replaced, as a patcher does
+        torch.testing.assert_close(graphed(x), lin(x))
+        lin.weight.mul_(2.0)  # edited in place: the graph reads the same memory
+        torch.testing.assert_close(graphed(x), lin(x))
