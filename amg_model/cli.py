@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--offload",
         action="store_true",
-        help="for 8 GiB cards: keep the text encoder and VAE (and an eager UNet) on the CPU except during "
-        "their own stage, decode the VAE in chunks, sample one window per UNet call",
+        help="for 8 GiB cards: keep the text encoder, VAE and UNet (unless compiled) on the CPU except "
+        "during their own stage, decode the VAE in chunks, sample one window per UNet call",
     )
     demo.add_argument(
         "--window-batch",

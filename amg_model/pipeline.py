@@ -310,8 +310,9 @@ class MemoryOptions:
 
     ``MemoryOptions.low_vram()`` is the setting for 8 GiB cards: the text encoder and the VAE wait on
     the CPU and visit the GPU only for their own stage, the UNet (a torch module, or a FastUNet in
-    eager mode) leaves the GPU while the VAE decodes, the CUDA cache is emptied between stages, the
-    VAE works on 4 frames at a time and long clips are sampled one 16-frame window per UNet call.
+    eager or CUDA-graph mode) leaves the GPU while the VAE decodes, the CUDA cache is emptied between
+    stages, the VAE works on 4 frames at a time and long clips are sampled one 16-frame window per UNet
+    call.
 
     Attributes:
         offload: keep the models on ``offload_device`` and move each to the compute device only for
@@ -351,13 +352,14 @@ class MemoryOptions:
 def _movable_module(model) -> torch.nn.Module | None:
     """The torch module whose weights can be moved between devices, or None.
 
-    A FastUNet (``model.fast``) is moved through its ``.unet`` module, only in eager mode: its CUDA
-    graphs and compiled code keep the addresses of the weights they were made with.
+    A FastUNet (``model.fast``) is moved through its ``.unet`` module in eager and CUDA-graph mode
+    (its graphs are keyed by the weights' addresses: moved weights lead to a new capture); compiled
+    code keeps the addresses it was made with, so a compiled UNet stays where it is.
     """
     if isinstance(model, torch.nn.Module):
         return model
     inner = getattr(model, "unet", None)
-    if isinstance(inner, torch.nn.Module) and getattr(model, "mode", "eager") == "eager":
+    if isinstance(inner, torch.nn.Module) and getattr(model, "mode", "eager") in ("eager", "cuda_graph"):
         return inner
     return None
 

@@ -123,3 +123,12 @@ def test_window_and_vae_chunk_settings_reach_the_sampler_and_the_vae(frames):
     assert vae_calls == [6, 6, 6, 2]
     with pytest.raises(pipeline.PipelineError, match="vae_chunk"):
         MemoryOptions(vae_chunk=0)
+
+
+def test_a_graphed_unet_is_moved_and_a_compiled_one_stays():
+    from amg_model.model.fast import FastUNet
+
+    graphed = FastUNet(_models()[0].unet, dtype=torch.float32, mode="cuda_graph")
+    compiled = FastUNet(_models()[0].unet, dtype=torch.float32, mode="compile")
+    assert pipeline._movable_module(graphed) is graphed.unet  # graphs are keyed by weight addresses
+    assert pipeline._movable_module(compiled) is None
