@@ -271,14 +271,20 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     if uvs is not None:
         attrs += [uvs.expand(fc, -1, -1), gain[..., None], offset[..., None]]
     vattr = torch.cat(attrs, -1).reshape(fc * n_verts, -1)
+    # Interpolation planes only for the triangles that some point sees (a third of them or less).
+    used = torch.zeros(tx.shape[0], dtype=torch.bool, device=tx.device).index_fill_(0, face, True)
+    used = used.nonzero()[:, 0]
+    compact = torch.empty(tx.shape[0], dtype=torch.long, device=tx.device)
+    compact[used] = torch.arange(used.numel(), device=tx.device)
+    corner_attrs = vattr.index_select(0, tri_v.index_select(0, used).view(-1)).view(-1, 3, vattr.shape[1])
     planes = _face_planes(
-        tx, ty, tz, vattr.index_select(0, flat_v).view(-1, 3, vattr.shape[1]), fx, fy, cx, cy
+        *(t.index_select(0, used) for t in (tx, ty, tz)), corner_attrs, used // n_tris, fx, fy, cx, cy
     )
-    del vattr, attrs
+    del vattr, attrs, corner_attrs
 
     # Every attribute of a point is an affine function of its pixel position divided by another
     # (perspective-correct interpolation): evaluate the planes of its face at (px, py).
-    rows = planes.index_select(0, face)  # [M, R, 3]
+    rows = planes.index_select(0, compact.index_select(0, face))  # [M, R, 3]
     vals = torch.addcmul(rows[..., 2], rows[..., 0], px[:, None])
     vals.addcmul_(rows[..., 1], py[:, None])  # [M, R]
     # A whole pixel's centre can lie outside the face of its first sample; far outside a sliver
@@ -339,12 +345,13 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
         normals_out.index_copy_(0, ep, n * torch.rsqrt((n * n).sum(1, keepdim=True) + 1e-24))
 
 
-def _face_planes(tx, ty, tz, corner_attrs, fx, fy, cx, cy) -> torch.Tensor:
+def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tensor:
     """Per triangle, the planes (a, b, c) of a * px + b * py + c for perspective-correct interpolation.
 
     Args:
-        tx, ty, tz: [N, 3] screen corners and camera depths; the N triangles run frame by frame.
+        tx, ty, tz: [N, 3] screen corners and camera depths of N triangles.
         corner_attrs: [N, 3, C] vertex attributes at the corners.
+        frame: [N] the frame (within the chunk) of each triangle.
         fx, fy, cx, cy: [Fc, 1] (supersampled) intrinsics.
 
     Returns:
@@ -367,12 +374,11 @@ def _face_planes(tx, ty, tz, corner_attrs, fx, fy, cx, cy) -> torch.Tensor:
     attr = corner_attrs[:, 0, :, None] * k[0][:, None]
     attr.addcmul_(corner_attrs[:, 1, :, None], k[1][:, None])
     attr.addcmul_(corner_attrs[:, 2, :, None], k[2][:, None])  # [N, C, 3]
-    n_frames = fx.shape[0]
     ones, zeros = torch.ones_like(fx), torch.zeros_like(fx)
     ray = torch.stack(
         [torch.cat([ones / fx, zeros, -cx / fx], 1), torch.cat([zeros, ones / fy, -cy / fy], 1)], 1
     )  # [Fc, 2, 3]
-    ray = ray.repeat_interleave(tx.shape[0] // n_frames, 0)
+    ray = ray.index_select(0, frame)
     return torch.cat([(k[0] + k[1] + k[2])[:, None], k[0][:, None], k[1][:, None], attr, ray], 1)
 
 

@@ -45,7 +45,7 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         [..., V, 3] unit normals, oriented by the faces' winding (counter-clockwise seen from the
         normal's side); zero for vertices that no face uses.
     """
-    v0, v1, v2 = (vertices[..., faces[:, i], :] for i in range(3))
+    v0, v1, v2 = (vertices.index_select(-2, faces[:, i]) for i in range(3))
     face_n = torch.linalg.cross(v1 - v0, v2 - v0)  # length = twice the area: area weighting
     normals = torch.zeros_like(vertices)
     for i in range(3):
