@@ -284,9 +284,9 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
 
     # Every attribute of a point is an affine function of its pixel position divided by another
     # (perspective-correct interpolation): evaluate the planes of its face at (px, py).
-    rows = planes.index_select(0, compact.index_select(0, face))  # [M, R, 3]
-    vals = torch.addcmul(rows[..., 2], rows[..., 0], px[:, None])
-    vals.addcmul_(rows[..., 1], py[:, None])  # [M, R]
+    rows = planes.index_select(0, compact.index_select(0, face))  # [M, 3, R]
+    vals = torch.addcmul(rows[:, 2], rows[:, 0], px[:, None])
+    vals.addcmul_(rows[:, 1], py[:, None])  # [M, R]
     # A whole pixel's centre can lie outside the face of its first sample; far outside a sliver
     # seen edge-on, the extrapolation runs away: evaluate those at the first sample instead.
     b0, b1 = vals[:n_whole, 1] / vals[:n_whole, 0], vals[:n_whole, 2] / vals[:n_whole, 0]
@@ -295,8 +295,8 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     if far.numel():
         back = (s - 1) / 2
         r = rows.index_select(0, far)
-        v = torch.addcmul(r[..., 2], r[..., 0], px.index_select(0, far)[:, None] - back)
-        vals[far] = v.addcmul_(r[..., 1], py.index_select(0, far)[:, None] - back)
+        v = torch.addcmul(r[:, 2], r[:, 0], px.index_select(0, far)[:, None] - back)
+        vals[far] = v.addcmul_(r[:, 1], py.index_select(0, far)[:, None] - back)
     del rows
     depth = 1.0 / vals[:, 0]
     normal = vals[:, 3:6]
@@ -355,9 +355,9 @@ def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tenso
         fx, fy, cx, cy: [Fc, 1] (supersampled) intrinsics.
 
     Returns:
-        [N, 3 + C + 2, 3]: row 0 the inverse depth; rows 1, 2 the first two barycentric
-        coordinates times the inverse depth; rows 3..C + 2 each attribute times the inverse
-        depth; the last two the view ray's x and y at z = 1, (px - cx) / fx and (py - cy) / fy.
+        [N, 3, R = 3 + C + 2]: the (a, b, c) of R planes. Plane 0 is the inverse depth; planes
+        1, 2 the first two barycentric coordinates times the inverse depth; planes 3..C + 2 each
+        attribute times the inverse depth; the last two the view ray at z = 1: (px - cx) / fx, (py - cy) / fy.
     """
     x0, x1, x2 = tx.unbind(1)
     y0, y1, y2 = ty.unbind(1)
@@ -379,7 +379,8 @@ def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tenso
         [torch.cat([ones / fx, zeros, -cx / fx], 1), torch.cat([zeros, ones / fy, -cy / fy], 1)], 1
     )  # [Fc, 2, 3]
     ray = ray.index_select(0, frame)
-    return torch.cat([(k[0] + k[1] + k[2])[:, None], k[0][:, None], k[1][:, None], attr, ray], 1)
+    planes = torch.cat([(k[0] + k[1] + k[2])[:, None], k[0][:, None], k[1][:, None], attr, ray], 1)
+    return planes.transpose(1, 2).contiguous()
 
 
 # Spread of the samples' inverse depths (as float bits: 2^23 is a factor of two) below which an

@@ -47,9 +47,14 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """
     v0, v1, v2 = (vertices.index_select(-2, faces[:, i]) for i in range(3))
     face_n = torch.linalg.cross(v1 - v0, v2 - v0)  # length = twice the area: area weighting
-    normals = torch.zeros_like(vertices)
+    # Accumulate over flat rows (one index_add_ per corner, whatever the batch dimensions).
+    n_verts = vertices.shape[-2]
+    batch = face_n.shape[:-2].numel()
+    offsets = torch.arange(batch, device=faces.device)[:, None] * n_verts
+    normals = torch.zeros(vertices.shape, dtype=vertices.dtype, device=vertices.device)
+    flat = normals.view(-1, 3)
     for i in range(3):
-        normals.index_add_(-2, faces[:, i], face_n)
+        flat.index_add_(0, (faces[:, i] + offsets).reshape(-1), face_n.reshape(-1, 3))
     return torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
 
 

@@ -133,7 +133,7 @@ def rasterize_zbuffer(
     sizes = torch.tensor(_BLOCK_SIZES, device=device)
     n_sizes = len(_BLOCK_SIZES)
     cls = torch.searchsorted(sizes, bw) * n_sizes + torch.searchsorted(sizes, bh)
-    order = torch.argsort(cls)
+    order = torch.argsort(cls * (n_frames * hp * wp) + base)  # by size class, then in memory order
     counts = torch.bincount(cls, minlength=n_sizes * n_sizes).tolist()
     n_px = n_frames * hp * wp
     if buffer is not None and buffer.numel() >= n_px:
