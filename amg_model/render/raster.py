@@ -41,6 +41,12 @@ from amg_model.render.zbuffer import BLOCK_PAD, MAX_FRAGMENTS, rasterize_zbuffer
 log = logging.getLogger(__name__)
 
 MAX_SIZE = 4096
+# Work per pass on the CPU: fragments per z-buffer pass and supersamples per chunk. Small passes
+# keep every temporary small enough to be reused from the allocator's cache instead of fresh
+# (page-faulting) memory and the z-buffer writes in cache; on a GPU each pass costs kernel
+# launches, so it takes large passes (MAX_FRAGMENTS, chunks from the memory budget).
+_CPU_FRAGMENTS = 1 << 17
+_CPU_CHUNK_SAMPLES = 1 << 21
 
 
 @dataclass
@@ -118,9 +124,12 @@ def render_meshes(
     # shaded sample, allowing for a third of the image covered); plus one pass of fragments.
     per_frame = (height * s + BLOCK_PAD) * (width * s + BLOCK_PAD) * 24 + height * width * s * s * 40
     per_frame += verts.shape[1] * 64 + tris.shape[0] * 96
+    small_passes = device.type == "cpu"
     if chunk_frames is None:
         usable = memory_budget_mb * 2**20 - MAX_FRAGMENTS * 40
         chunk_frames = max(1, min(n_frames, usable // per_frame))
+        if small_passes:
+            chunk_frames = max(1, min(chunk_frames, _CPU_CHUNK_SAMPLES // (height * width * s * s)))
     if chunk_frames < 1:
         raise RenderError(f"chunk_frames is {chunk_frames}; it must be at least 1.")
 
@@ -144,6 +153,7 @@ def render_meshes(
         _render_chunk(
             verts[frames], tris, chunk_colors, face_person, n_persons, uvs, textures,
             cam, frames, s, lighting, near, cull_backfaces, out, zbuf_buffer,
+            _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS,
         )  # fmt: skip
         if progress is not None:
             progress(f1, n_frames)
@@ -233,7 +243,7 @@ def _camera_to(camera: Camera, device: torch.device) -> Camera:
 
 
 def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, cam, frames, s, lighting,
-                  near, cull_backfaces, out, zbuf_buffer=None):  # fmt: skip
+                  near, cull_backfaces, out, zbuf_buffer=None, max_fragments=MAX_FRAGMENTS):  # fmt: skip
     """Render frames ``frames`` (a slice) of the concatenated mesh into ``out``."""
     fc, n_verts = verts.shape[0], verts.shape[1]
     n_tris = tris.shape[0]
@@ -253,7 +263,17 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     flat_v = tri_v.reshape(-1)
     tx, ty, tz = (t.reshape(-1).index_select(0, flat_v).view(-1, 3) for t in (sx, sy, z))
     zbuf = rasterize_zbuffer(
-        tx, ty, tz, frame_of.repeat_interleave(n_tris), fc, hs, ws, near, cull_backfaces, zbuf_buffer
+        tx,
+        ty,
+        tz,
+        frame_of.repeat_interleave(n_tris),
+        fc,
+        hs,
+        ws,
+        near,
+        cull_backfaces,
+        zbuf_buffer,
+        max_fragments,
     )
     pix, face, px, py, n_whole, edge_pix = _shading_points(zbuf, s, cam.height, cam.width)
     del zbuf

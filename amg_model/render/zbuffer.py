@@ -25,12 +25,13 @@ _EDGE_EPS = 1e-4
 # distance of 1e-20 pixels still exceeds any inverse depth, small enough not to overflow float32.
 _EDGE_SCALE = 1e30
 # Fragments evaluated per pass; bounds the temporary memory of step 2 (about 40 bytes each).
-MAX_FRAGMENTS = 1 << 17
+MAX_FRAGMENTS = 1 << 22
 
 
 def rasterize_zbuffer(
     tx: torch.Tensor, ty: torch.Tensor, tz: torch.Tensor, tri_frame: torch.Tensor, n_frames: int, hs: int,
     ws: int, near: float, cull_backfaces: bool, buffer: torch.Tensor | None = None,
+    max_fragments: int = MAX_FRAGMENTS,
 ) -> torch.Tensor:  # fmt: skip
     """Z-buffer the triangles of several frames.
 
@@ -44,6 +45,7 @@ def rasterize_zbuffer(
         buffer: optional flat int64 tensor of at least n_frames * (hs + pad) * (ws + pad)
             elements to hold the z-buffer (reused between calls: a fresh large allocation costs
             more than clearing one on the CPU).
+        max_fragments: fragments evaluated per pass (fewer: less temporary memory, more passes).
 
     Returns:
         [n_frames, hs + pad, ws + pad] int64 z-buffer: per pixel (inverse depth bits << 32) |
@@ -151,7 +153,7 @@ def rasterize_zbuffer(
         gx, gy = gx.reshape(-1), gy.reshape(-1)
         grid = torch.stack([gx.float(), gy.float(), torch.ones_like(gx, dtype=torch.float32)])  # [3, K]
         offset = gy * wp + gx  # [K]
-        step = max(1, MAX_FRAGMENTS // gx.numel())
+        step = max(1, max_fragments // gx.numel())
         for s0 in range(start, start + count, step):
             sel = order[s0 : min(start + count, s0 + step)]
             values = (coef.index_select(0, sel).reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
