@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from amg_model.camera.camera import Camera
 from amg_model.errors import RenderError
 from amg_model.render.shading import DEFAULT_LIGHTING, Lighting, light_terms, vertex_normals
-from amg_model.render.zbuffer import BLOCK_PAD, MAX_FRAGMENTS, mark_near_edges, rasterize_zbuffer
+from amg_model.render.zbuffer import BLOCK_PAD, MAX_FRAGMENTS, rasterize_zbuffer
 
 log = logging.getLogger(__name__)
 
@@ -140,20 +140,19 @@ def render_meshes(
         depth=torch.zeros(n_frames, height, width, device=device),
         normals=torch.zeros(n_frames, height, width, 3, device=device),
     )
-    # One buffer for the z-buffers of all chunks: clearing it costs less than a fresh allocation
-    # (page faults).
-    zbuf_size = (height + BLOCK_PAD) * (width + BLOCK_PAD)
-    if s > 1:
-        zbuf_size += (height * s + BLOCK_PAD) * (width * s + BLOCK_PAD)
-    zbuf_buffer = torch.empty(min(chunk_frames, n_frames) * zbuf_size, dtype=torch.long, device=device)
-    neighbours = _edge_neighbours(tris) if s > 1 else None
+    # One z-buffer for all chunks: clearing it costs less than a fresh allocation (page faults).
+    zbuf_buffer = torch.empty(
+        min(chunk_frames, n_frames) * (height * s + BLOCK_PAD) * (width * s + BLOCK_PAD),
+        dtype=torch.long,
+        device=device,
+    )
     for f0 in range(0, n_frames, chunk_frames):
         f1 = min(n_frames, f0 + chunk_frames)
         frames = slice(f0, f1)
         chunk_colors = colors[frames] if colors.shape[0] > 1 else colors
         _render_chunk(
             verts[frames], tris, chunk_colors, face_person, n_persons, uvs, textures,
-            cam, frames, s, lighting, near, cull_backfaces, out, zbuf_buffer, neighbours,
+            cam, frames, s, lighting, near, cull_backfaces, out, zbuf_buffer,
             _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS,
         )  # fmt: skip
         if progress is not None:
@@ -244,7 +243,7 @@ def _camera_to(camera: Camera, device: torch.device) -> Camera:
 
 
 def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, cam, frames, s, lighting,
-                  near, cull_backfaces, out, zbuf_buffer, neighbours, max_fragments):  # fmt: skip
+                  near, cull_backfaces, out, zbuf_buffer=None, max_fragments=MAX_FRAGMENTS):  # fmt: skip
     """Render frames ``frames`` (a slice) of the concatenated mesh into ``out``."""
     fc, n_verts = verts.shape[0], verts.shape[1]
     n_tris = tris.shape[0]
@@ -263,25 +262,21 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     tri_v = (tris[None] + frame_of[:, None, None] * n_verts).reshape(-1, 3)  # [N, 3]
     flat_v = tri_v.reshape(-1)
     tx, ty, tz = (t.reshape(-1).index_select(0, flat_v).view(-1, 3) for t in (sx, sy, z))
-    tri_frame = frame_of.repeat_interleave(n_tris)
-    h, w = cam.height, cam.width
-    size1 = fc * (h + BLOCK_PAD) * (w + BLOCK_PAD)
     zbuf = rasterize_zbuffer(
-        tx / s, ty / s, tz, tri_frame, fc, h, w, near, cull_backfaces, zbuf_buffer[:size1], max_fragments
+        tx,
+        ty,
+        tz,
+        frame_of.repeat_interleave(n_tris),
+        fc,
+        hs,
+        ws,
+        near,
+        cull_backfaces,
+        zbuf_buffer,
+        max_fragments,
     )
-    edge_map = edge_zbuf = candidates = None
-    if s > 1:
-        edge_map, candidates = _edge_pixels(
-            tx, ty, tz, tri_frame, fc, neighbours, s, h, w, near, cull_backfaces, max_fragments
-        )
-        edge_zbuf = rasterize_zbuffer(
-            *(t.index_select(0, candidates) for t in (tx, ty, tz, tri_frame)), fc, hs, ws, near,
-            cull_backfaces, zbuf_buffer[size1:], max_fragments,
-        )  # fmt: skip
-    pix, face, px, py, n_whole, edge_pix, slot = _shading_points(
-        zbuf, edge_map, edge_zbuf, candidates, s, h, w
-    )
-    del zbuf, edge_zbuf, edge_map
+    pix, face, px, py, n_whole, edge_pix = _shading_points(zbuf, s, cam.height, cam.width)
+    del zbuf
 
     # Per vertex: the smooth normal and the lit colour (lighting per vertex: the triangles are a
     # few pixels large, so per-pixel lighting looks the same and costs far more).
@@ -312,6 +307,16 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     rows = planes.index_select(0, compact.index_select(0, face))  # [M, 3, R]
     vals = torch.addcmul(rows[:, 2], rows[:, 0], px[:, None])
     vals.addcmul_(rows[:, 1], py[:, None])  # [M, R]
+    # A whole pixel's centre can lie outside the face of its first sample; far outside a sliver
+    # seen edge-on, the extrapolation runs away: evaluate those at the first sample instead.
+    b0, b1 = vals[:n_whole, 1] / vals[:n_whole, 0], vals[:n_whole, 2] / vals[:n_whole, 0]
+    far = torch.minimum(torch.minimum(b0, b1), 1.0 - b0 - b1) < -_EXTRAPOLATION
+    far = far.nonzero()[:, 0]
+    if far.numel():
+        back = (s - 1) / 2
+        r = rows.index_select(0, far)
+        v = torch.addcmul(r[:, 2], r[:, 0], px.index_select(0, far)[:, None] - back)
+        vals[far] = v.addcmul_(r[:, 1], py.index_select(0, far)[:, None] - back)
     del rows
     depth = 1.0 / vals[:, 0]
     normal = vals[:, 3:6]
@@ -331,8 +336,8 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     color.clamp_(0.0, 1.0)
     del vals
 
-    # Output pixels: whole ones are written once; an edge pixel gets the sum of its samples' shares
-    # (1 / s^2): soft edges, fractional coverage.
+    # Output pixels: whole ones are written once; edge samples add their share (1 / s^2) and the
+    # edge pixels' depth and normal are normalised afterwards.
     hw = cam.height * cam.width
     gpix = pix + frames.start * hw
     person_off = (frame_of[:, None] * (n_persons - 1) + face_person[None]).reshape(-1) * hw
@@ -346,19 +351,18 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     mask_out.index_fill_(0, gpix[w_], 1.0)
     pmask_out.index_fill_(0, ppix[w_], 1.0)
     if edge_pix.numel():
-        # Edge pixels: sum their samples in a compact buffer, then write each pixel once.
-        e_, n_edge, share = slice(n_whole, None), edge_pix.numel(), 1.0 / (s * s)
-        sums = torch.cat([color[e_], normal[e_], depth[e_, None]], 1)  # [Me, 7]
-        flat = (slot[:, None] * 7 + torch.arange(7, device=slot.device)).reshape(-1)
-        sums = torch.zeros(n_edge * 7, device=slot.device).index_add_(0, flat, sums.reshape(-1)).view(-1, 7)
-        count = torch.zeros(n_edge, device=slot.device).index_add_(0, slot, torch.ones_like(depth[e_]))
-        ge = edge_pix + frames.start * hw
-        image.index_copy_(0, ge, sums[:, :3] * share)
-        n = sums[:, 3:6]
-        normals_out.index_copy_(0, ge, n * torch.rsqrt((n * n).sum(1, keepdim=True) + 1e-24))
-        depth_out.index_copy_(0, ge, sums[:, 6] / count)  # coverage-weighted mean
-        mask_out.index_copy_(0, ge, count * share)
+        e_ = slice(n_whole, None)
+        ge, share = gpix[e_], 1.0 / (s * s)
+        image.index_add_(0, ge, color[e_], alpha=share)
+        normals_out.index_add_(0, ge, normal[e_], alpha=share)
+        depth_out.index_add_(0, ge, depth[e_], alpha=share)
+        mask_out.index_add_(0, ge, torch.full_like(depth[e_], share))
         pmask_out.index_add_(0, ppix[e_], torch.full_like(depth[e_], share))
+        # Depth: coverage-weighted mean; normal: unit length.
+        ep = edge_pix + frames.start * hw
+        depth_out.index_copy_(0, ep, depth_out.index_select(0, ep) / mask_out.index_select(0, ep))
+        n = normals_out.index_select(0, ep)
+        normals_out.index_copy_(0, ep, n * torch.rsqrt((n * n).sum(1, keepdim=True) + 1e-24))
 
 
 def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tensor:
@@ -399,137 +403,69 @@ def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tenso
     return planes.transpose(1, 2).contiguous()
 
 
-# Edge pixels (supersampled) lie within this distance (output pixels) of a contour edge: any pixel
-# whose samples could see different surfaces (a pixel's samples lie within 0.71 of its centre).
-_EDGE_RADIUS = 0.75
+# Spread of the samples' inverse depths (as float bits: 2^23 is a factor of two) below which an
+# output pixel whose samples are all covered counts as one smooth surface, shaded once at its
+# centre: about 0.2-0.4 %, 1-2 cm at 4 m. Larger steps (silhouettes over other surfaces) are edges.
+_SMOOTH_BITS = 1 << 15
+# How far (in barycentric coordinates) a whole pixel's centre may lie outside its face.
+_EXTRAPOLATION = 0.5
 
 
-def _edge_neighbours(tris: torch.Tensor) -> torch.Tensor:
-    """[T, 3] the triangle across the edge opposite each corner; -1 on open or non-manifold edges."""
-    n = tris.shape[0]
-    a = tris[:, [1, 2, 0]]
-    b = tris[:, [2, 0, 1]]
-    key = (torch.minimum(a, b) * (int(tris.max()) + 1) + torch.maximum(a, b)).reshape(-1)
-    order = torch.argsort(key)
-    _, counts = torch.unique_consecutive(key.index_select(0, order), return_counts=True)
-    first = torch.cumsum(counts, 0) - counts
-    pair = first[counts == 2]
-    h0, h1 = order.index_select(0, pair), order.index_select(0, pair + 1)
-    out = torch.full((n * 3,), -1, dtype=torch.long, device=tris.device)
-    out[h0] = h1 // 3
-    out[h1] = h0 // 3
-    return out.view(n, 3)
+def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
+    """The points to shade, from a supersampled z-buffer (like MSAA).
 
-
-def _edge_pixels(tx, ty, tz, tri_frame, fc, neighbours, s, h, w, near, cull_backfaces, max_fragments):
-    """Output pixels to supersample and the triangles that can cover their samples.
-
-    Samples of one output pixel can see different surfaces only near a contour edge: an edge whose
-    neighbouring triangle is missing (open mesh), dropped (behind the near plane, degenerate or
-    culled) or faces the other way. Every pixel whose centre lies within ``_EDGE_RADIUS`` of such
-    an edge is an edge pixel; the others are covered by one smooth surface, or not at all.
-
-    Returns:
-        edge_map [Fc, h + pad, w + pad] bool; candidates [K] the triangles whose sample box touches
-        an edge pixel.
-    """
-    n_tris = neighbours.shape[0]
-    x0, x1, x2 = tx.unbind(1)
-    y0, y1, y2 = ty.unbind(1)
-    area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    valid = (tz.amin(1) >= near) & (area2.abs() > 1e-10)
-    if cull_backfaces:
-        valid &= area2 < 0
-    front = area2 > 0
-    nb = (neighbours[None] + torch.arange(fc, device=tx.device)[:, None, None] * n_tris).view(-1, 3)
-    nb_ok = (neighbours >= 0).repeat(fc, 1)
-    nb = nb.clamp(min=0)
-    contour = ~nb_ok | ~valid[nb] | (front[nb] != front[:, None])
-    sil = (valid & contour.any(1)).nonzero()[:, 0]
-    edge_map = mark_near_edges(
-        tx.index_select(0, sil) / s, ty.index_select(0, sil) / s, tri_frame.index_select(0, sil),
-        contour.index_select(0, sil), fc, h, w, _EDGE_RADIUS, max_fragments,
-    )  # fmt: skip
-    # Summed-area table of the edge pixels: does a triangle's sample box touch one?
-    table = torch.zeros(fc, h + 1, w + 1, device=tx.device)  # float: exact to 2^24, faster cumsum
-    table[:, 1:, 1:] = edge_map[:, :h, :w].float().cumsum(2).cumsum(1)
-    hs, ws = h * s, w * s
-    sx0 = torch.ceil(tx.amin(1) - 0.5).clamp(min=0)
-    sx1 = torch.floor(tx.amax(1) - 0.5).clamp(max=ws - 1)
-    sy0 = torch.ceil(ty.amin(1) - 0.5).clamp(min=0)
-    sy1 = torch.floor(ty.amax(1) - 0.5).clamp(max=hs - 1)
-    valid &= (sx1 >= sx0) & (sy1 >= sy0)
-    # (Clamped into the image so that boxes off screen, not valid anyway, still index the table.)
-    px0, px1 = ((t.clamp(0, ws - 1).long() // s) for t in (sx0, sx1))
-    py0, py1 = ((t.clamp(0, hs - 1).long() // s) for t in (sy0, sy1))
-    row = tri_frame * ((h + 1) * (w + 1))
-    flat = table.view(-1)
-
-    def at(y, x):
-        return flat.index_select(0, row + y * (w + 1) + x)
-
-    count = at(py1 + 1, px1 + 1) - at(py0, px1 + 1) - at(py1 + 1, px0) + at(py0, px0)
-    return edge_map, (valid & (count > 0)).nonzero()[:, 0]
-
-
-def _shading_points(zbuf, edge_map, edge_zbuf, candidates, s: int, h: int, w: int):
-    """The points to shade (like MSAA), from the z-buffers.
-
-    A covered output pixel away from contour edges is shaded once at its centre (the face of the
-    output-size z-buffer); every covered sample of an edge pixel is shaded on its own (the face of
-    the supersampled z-buffer of the candidate triangles).
+    An output pixel whose s x s samples are all covered, with inverse depths within
+    ``_SMOOTH_BITS``, is shaded once at its centre with the face of its first sample (the
+    attributes are continuous across the shared edges of a mesh); every covered sample of any
+    other covered pixel (an edge: silhouette or depth step) is shaded on its own.
 
     Args:
-        zbuf: [Fc, h + pad, w + pad] int64 z-buffer at the output size.
-        edge_map: [Fc, h + pad, w + pad] bool edge pixels, or None (s = 1).
-        edge_zbuf: [Fc, h * s + pad, w * s + pad] z-buffer of the candidate triangles, or None.
-        candidates: [K] the triangles of ``edge_zbuf``'s face indices, or None.
+        zbuf: [Fc, hp, wp] int64 z-buffer from ``rasterize_zbuffer`` (the image is its top-left
+            h * s x w * s part).
         s: the supersampling factor; h, w: the output size.
 
     Returns:
         pix [M] (output pixel index within the chunk), face [M], px [M], py [M] (supersampled
         coordinates of the point), n_whole (the first n_whole points are whole pixels, the rest
-        edge samples), edge_pix [E] (the edge pixels with a covered sample), slot [M - n_whole]
-        (each edge sample's pixel in edge_pix).
+        edge samples), edge_pix [E] (the edge pixels).
     """
     fc, hp, wp = zbuf.shape
-    device = zbuf.device
-    low = 0xFFFFFFFF
-    whole = zbuf[:, :h, :w] >= 1 << 32  # covered: the inverse depth word is positive
-    if edge_map is not None:
-        whole &= ~edge_map[:, :h, :w]
-    whole = whole.reshape(-1).nonzero()[:, 0]
+    # Inverse depth bits of every sample (0 where nothing is drawn) as [Fc, h, s, w, s].
+    idepth = zbuf.view(torch.int32)[:, : h * s, 1 : 2 * w * s : 2].view(fc, h, s, w, s)
+    lo = hi = idepth[:, :, 0, :, 0]
+    for dy in range(s):
+        for dx in range(s):
+            if dy or dx:
+                sub = idepth[:, :, dy, :, dx]
+                lo, hi = torch.minimum(lo, sub), torch.maximum(hi, sub)
+    hi = hi.reshape(-1)
+    pix = (hi > 0).nonzero()[:, 0]
+    lo, hi = lo.reshape(-1).index_select(0, pix), hi.index_select(0, pix)
+    smooth = (lo > 0) & (hi - lo <= _SMOOTH_BITS)
+    whole = pix.index_select(0, smooth.nonzero()[:, 0])
+    edge = pix.index_select(0, (~smooth).nonzero()[:, 0])
 
-    def split(p):
+    def first_sample(p):
         frame = p // (h * w)
         rem = p - frame * (h * w)
         y = rem // w
-        return frame, y, rem - y * w
+        x = rem - y * w
+        return frame * (hp * wp) + y * (s * wp) + x * s, x, y
 
-    frame, y, x = split(whole)
-    face_w = zbuf.view(-1).index_select(0, frame * (hp * wp) + y * wp + x).bitwise_and_(low).sub_(1)
+    keys = zbuf.view(-1)
+    zi, x, y = first_sample(whole)
+    face_w = keys.index_select(0, zi)
     px_w, py_w = (x.float() + 0.5) * s, (y.float() + 0.5) * s
-    if edge_map is None:
-        return whole, face_w, px_w, py_w, whole.numel(), whole[:0], whole[:0]
-    edge = edge_map[:, :h, :w].reshape(-1).nonzero()[:, 0]
-    frame, y, x = split(edge)
-    hps, wps = edge_zbuf.shape[1:]
-    first = frame * (hps * wps) + y * (s * wps) + x * s
-    offs = torch.arange(s, device=device)
-    sub_off = (offs[:, None] * wps + offs[None, :]).reshape(-1)  # [s * s] (dy, dx) row-major
-    keys = edge_zbuf.view(-1).index_select(0, (first[:, None] + sub_off).reshape(-1))
-    keep = (keys >= 1 << 32).nonzero()[:, 0]
+    zi, x, y = first_sample(edge)
+    offs = torch.arange(s, device=zbuf.device)
+    sub_off = (offs[:, None] * wp + offs[None, :]).reshape(-1)  # [s * s] (dy, dx) row-major
+    face_e = keys.index_select(0, (zi[:, None] + sub_off).reshape(-1))
+    keep = (face_e >= 1 << 32).nonzero()[:, 0]  # covered: the inverse depth word is positive
     owner = keep // (s * s)
     sub = keep - owner * (s * s)
     dy = sub // s
     px_e = (x.index_select(0, owner) * s + sub - dy * s).float() + 0.5
     py_e = (y.index_select(0, owner) * s + dy).float() + 0.5
-    face_e = candidates.index_select(0, keys.index_select(0, keep).bitwise_and_(low).sub_(1))
-    # The edge pixels with a covered sample, and each sample's slot among them.
-    covered = torch.zeros(edge.numel(), dtype=torch.long, device=device).index_fill_(0, owner, 1)
-    slot = (torch.cumsum(covered, 0) - 1).index_select(0, owner)
-    return (
-        torch.cat([whole, edge.index_select(0, owner)]), torch.cat([face_w, face_e]),
-        torch.cat([px_w, px_e]), torch.cat([py_w, py_e]), whole.numel(),
-        edge.index_select(0, covered.nonzero()[:, 0]), slot,
-    )  # fmt: skip
+    face = torch.cat([face_w, face_e.index_select(0, keep)]).bitwise_and_(0xFFFFFFFF).sub_(1)
+    pix = torch.cat([whole, edge.index_select(0, owner)])
+    return pix, face, torch.cat([px_w, px_e]), torch.cat([py_w, py_e]), whole.numel(), edge
