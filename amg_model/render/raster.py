@@ -275,7 +275,7 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
         zbuf_buffer,
         max_fragments,
     )
-    pix, face, px, py, n_whole, edge_pix = _shading_points(zbuf, s, cam.height, cam.width)
+    pix, face, px, py, n_whole, edge_pix, slot = _shading_points(zbuf, s, cam.height, cam.width)
     del zbuf
 
     # Per vertex: the smooth normal and the lit colour (lighting per vertex: the triangles are a
@@ -336,8 +336,8 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     color.clamp_(0.0, 1.0)
     del vals
 
-    # Output pixels: whole ones are written once; edge samples add their share (1 / s^2) and the
-    # edge pixels' depth and normal are normalised afterwards.
+    # Output pixels: whole ones are written once; an edge pixel gets the sum of its samples' shares
+    # (1 / s^2): soft edges, fractional coverage.
     hw = cam.height * cam.width
     gpix = pix + frames.start * hw
     person_off = (frame_of[:, None] * (n_persons - 1) + face_person[None]).reshape(-1) * hw
@@ -351,18 +351,19 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     mask_out.index_fill_(0, gpix[w_], 1.0)
     pmask_out.index_fill_(0, ppix[w_], 1.0)
     if edge_pix.numel():
-        e_ = slice(n_whole, None)
-        ge, share = gpix[e_], 1.0 / (s * s)
-        image.index_add_(0, ge, color[e_], alpha=share)
-        normals_out.index_add_(0, ge, normal[e_], alpha=share)
-        depth_out.index_add_(0, ge, depth[e_], alpha=share)
-        mask_out.index_add_(0, ge, torch.full_like(depth[e_], share))
+        # Edge pixels: sum their samples in a compact buffer, then write each pixel once.
+        e_, n_edge, share = slice(n_whole, None), edge_pix.numel(), 1.0 / (s * s)
+        sums = torch.cat([color[e_], normal[e_], depth[e_, None]], 1)  # [Me, 7]
+        flat = (slot[:, None] * 7 + torch.arange(7, device=slot.device)).reshape(-1)
+        sums = torch.zeros(n_edge * 7, device=slot.device).index_add_(0, flat, sums.reshape(-1)).view(-1, 7)
+        count = torch.zeros(n_edge, device=slot.device).index_add_(0, slot, torch.ones_like(depth[e_]))
+        ge = edge_pix + frames.start * hw
+        image.index_copy_(0, ge, sums[:, :3] * share)
+        n = sums[:, 3:6]
+        normals_out.index_copy_(0, ge, n * torch.rsqrt((n * n).sum(1, keepdim=True) + 1e-24))
+        depth_out.index_copy_(0, ge, sums[:, 6] / count)  # coverage-weighted mean
+        mask_out.index_copy_(0, ge, count * share)
         pmask_out.index_add_(0, ppix[e_], torch.full_like(depth[e_], share))
-        # Depth: coverage-weighted mean; normal: unit length.
-        ep = edge_pix + frames.start * hw
-        depth_out.index_copy_(0, ep, depth_out.index_select(0, ep) / mask_out.index_select(0, ep))
-        n = normals_out.index_select(0, ep)
-        normals_out.index_copy_(0, ep, n * torch.rsqrt((n * n).sum(1, keepdim=True) + 1e-24))
 
 
 def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tensor:
@@ -427,7 +428,8 @@ def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
     Returns:
         pix [M] (output pixel index within the chunk), face [M], px [M], py [M] (supersampled
         coordinates of the point), n_whole (the first n_whole points are whole pixels, the rest
-        edge samples), edge_pix [E] (the edge pixels).
+        edge samples), edge_pix [E] (the edge pixels), slot [M - n_whole] (each edge sample's
+        pixel in edge_pix).
     """
     fc, hp, wp = zbuf.shape
     # Inverse depth bits of every sample (0 where nothing is drawn) as [Fc, h, s, w, s].
@@ -468,4 +470,4 @@ def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
     py_e = (y.index_select(0, owner) * s + dy).float() + 0.5
     face = torch.cat([face_w, face_e.index_select(0, keep)]).bitwise_and_(0xFFFFFFFF).sub_(1)
     pix = torch.cat([whole, edge.index_select(0, owner)])
-    return pix, face, torch.cat([px_w, px_e]), torch.cat([py_w, py_e]), whole.numel(), edge
+    return pix, face, torch.cat([px_w, px_e]), torch.cat([py_w, py_e]), whole.numel(), edge, owner
