@@ -136,6 +136,7 @@ def rasterize_zbuffer(
     n_sizes = len(_BLOCK_SIZES)
     cls = torch.searchsorted(sizes, bw) * n_sizes + torch.searchsorted(sizes, bh)
     order = torch.argsort(cls * (n_frames * hp * wp) + base)  # by size class, then in memory order
+    coef, base, face_word = (t.index_select(0, order) for t in (coef, base, face_word))
     counts = torch.bincount(cls, minlength=n_sizes * n_sizes).tolist()
     n_px = n_frames * hp * wp
     if buffer is not None and buffer.numel() >= n_px:
@@ -155,8 +156,8 @@ def rasterize_zbuffer(
         offset = gy * wp + gx  # [K]
         step = max(1, max_fragments // gx.numel())
         for s0 in range(start, start + count, step):
-            sel = order[s0 : min(start + count, s0 + step)]
-            values = (coef.index_select(0, sel).reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
+            sel = slice(s0, min(start + count, s0 + step))
+            values = (coef[sel].reshape(-1, 3) @ grid).view(-1, 4, gx.numel())  # [n, 4, K]
             # The smallest of (scaled edge distances, inverse depth): the inverse depth inside,
             # negative outside (plain float minimums: no masks).
             inv_depth = torch.minimum(
@@ -165,9 +166,7 @@ def rasterize_zbuffer(
             # key = (inverse depth bits << 32) | face: the two 32-bit words side by side, read as
             # one int64 (little-endian). Inverse depth is positive inside, so its bits order like
             # the value; outside they read as a negative int64, which never beats the empty 0.
-            key = (inv_depth.view(torch.int32).long() << 32).add_(face_word.index_select(0, sel)[:, None])
-            zbuf.scatter_reduce_(
-                0, (base.index_select(0, sel)[:, None] + offset).reshape(-1), key.reshape(-1), "amax"
-            )
+            key = (inv_depth.view(torch.int32).long() << 32).add_(face_word[sel, None])
+            zbuf.scatter_reduce_(0, (base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
         start += count
     return zbuf.view(n_frames, hp, wp)
