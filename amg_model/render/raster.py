@@ -262,18 +262,9 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     tri_v = (tris[None] + frame_of[:, None, None] * n_verts).reshape(-1, 3)  # [N, 3]
     flat_v = tri_v.reshape(-1)
     tx, ty, tz = (t.reshape(-1).index_select(0, flat_v).view(-1, 3) for t in (sx, sy, z))
+    tri_frame = frame_of.repeat_interleave(n_tris)
     zbuf = rasterize_zbuffer(
-        tx,
-        ty,
-        tz,
-        frame_of.repeat_interleave(n_tris),
-        fc,
-        hs,
-        ws,
-        near,
-        cull_backfaces,
-        zbuf_buffer,
-        max_fragments,
+        tx, ty, tz, tri_frame, fc, hs, ws, near, cull_backfaces, zbuf_buffer, max_fragments
     )
     pix, face, px, py, n_whole, edge_pix, slot = _shading_points(zbuf, s, cam.height, cam.width)
     del zbuf
