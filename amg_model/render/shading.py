@@ -6,7 +6,6 @@ camera" stays near it while the camera moves, like the lights of AMG's training 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -46,12 +45,40 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         [..., V, 3] unit normals, oriented by the faces' winding (counter-clockwise seen from the
         normal's side); zero for vertices that no face uses.
     """
-    v0, v1, v2 = (vertices[..., faces[:, i], :] for i in range(3))
+    v0, v1, v2 = (vertices.index_select(-2, faces[:, i]) for i in range(3))
     face_n = torch.linalg.cross(v1 - v0, v2 - v0)  # length = twice the area: area weighting
-    normals = torch.zeros_like(vertices)
+    # Accumulate over flat rows (one index_add_ per corner, whatever the batch dimensions).
+    n_verts = vertices.shape[-2]
+    batch = face_n.shape[:-2].numel()
+    offsets = torch.arange(batch, device=faces.device)[:, None] * n_verts
+    normals = torch.zeros(vertices.shape, dtype=vertices.dtype, device=vertices.device)
+    flat = normals.view(-1, 3)
     for i in range(3):
-        normals.index_add_(-2, faces[:, i], face_n)
+        flat.index_add_(0, (faces[:, i] + offsets).reshape(-1), face_n.reshape(-1, 3))
     return torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
+
+
+def light_terms(
+    normals: torch.Tensor, view_dirs: torch.Tensor, lighting: Lighting
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gain and offset of the lighting model: lit colour = clamp(albedo * gain + offset, 0, 1).
+
+    Args:
+        normals: [..., 3] unit normals in the camera frame, facing the camera.
+        view_dirs: [..., 3] unit directions from the camera to the surface points.
+        lighting: the light set-up.
+
+    Returns:
+        gain [...] and offset [...].
+    """
+    light = torch.tensor(lighting.key_direction, dtype=normals.dtype, device=normals.device)
+    lambert = (normals @ (light / light.norm())).clamp_(min=0.0)
+    gain = lighting.ambient + lighting.key * lambert
+    if lighting.rim > 0:
+        facing = (-(normals * view_dirs).sum(-1)).clamp_(0.0, 1.0)
+        rim = lighting.rim * (1.0 - facing) ** lighting.rim_power
+        return gain + 0.5 * rim, 0.5 * rim
+    return gain, torch.zeros_like(gain)
 
 
 def shade(
@@ -68,13 +95,5 @@ def shade(
     Returns:
         [3, M] lit colours in 0..1.
     """
-    lx, ly, lz = lighting.key_direction
-    norm = math.sqrt(lx * lx + ly * ly + lz * lz)
-    nx, ny, nz = normals
-    lambert = (nx * (lx / norm) + ny * (ly / norm) + nz * (lz / norm)).clamp_(min=0.0)
-    out = colors * (lighting.ambient + lighting.key * lambert)
-    if lighting.rim > 0:
-        facing = (-(normals * view_dirs).sum(0)).clamp_(0.0, 1.0)
-        rim = lighting.rim * (1.0 - facing) ** lighting.rim_power
-        out += rim * (0.5 + 0.5 * colors)
-    return out.clamp_(0.0, 1.0)
+    gain, offset = light_terms(normals.T, view_dirs.T, lighting)
+    return (colors * gain + offset).clamp_(0.0, 1.0)

@@ -21,6 +21,9 @@ _TILE = 8
 # Coverage tolerance in (supersampled) pixels: pixel centres on a shared edge go to both
 # triangles, so rounding never opens cracks; the z-buffer picks one.
 _EDGE_EPS = 1e-4
+# Scale of the edge distances in the coverage test (see rasterize_zbuffer); large enough that a
+# distance of 1e-20 pixels still exceeds any inverse depth, small enough not to overflow float32.
+_EDGE_SCALE = 1e30
 # Fragments evaluated per pass; bounds the temporary memory of step 2 (about 40 bytes each).
 MAX_FRAGMENTS = 1 << 22
 
@@ -28,6 +31,7 @@ MAX_FRAGMENTS = 1 << 22
 def rasterize_zbuffer(
     tx: torch.Tensor, ty: torch.Tensor, tz: torch.Tensor, tri_frame: torch.Tensor, n_frames: int, hs: int,
     ws: int, near: float, cull_backfaces: bool, buffer: torch.Tensor | None = None,
+    max_fragments: int = MAX_FRAGMENTS,
 ) -> torch.Tensor:  # fmt: skip
     """Z-buffer the triangles of several frames.
 
@@ -41,6 +45,7 @@ def rasterize_zbuffer(
         buffer: optional flat int64 tensor of at least n_frames * (hs + pad) * (ws + pad)
             elements to hold the z-buffer (reused between calls: a fresh large allocation costs
             more than clearing one on the CPU).
+        max_fragments: fragments evaluated per pass (fewer: less temporary memory, more passes).
 
     Returns:
         [n_frames, hs + pad, ws + pad] int64 z-buffer: per pixel (inverse depth bits << 32) |
@@ -120,12 +125,18 @@ def rasterize_zbuffer(
         bw = torch.cat([bw.index_select(0, small), tw])
         bh = torch.cat([bh.index_select(0, small), th])
 
-    face_word = (face_id + 1).to(torch.int32)  # face index + 1, so that 0 is "nothing"
+    # Edge distances plus the tolerance, scaled far above any inverse depth: inside the triangle
+    # (all >= 0) they exceed the inverse depth, outside one of them is negative.
+    coef = coef.clone()
+    coef[:, :3, 2] += _EDGE_EPS
+    coef[:, :3] *= _EDGE_SCALE
+    face_word = face_id + 1  # face index + 1, so that 0 is "nothing"
     # Group blocks by size class; evaluate each class with one matrix product.
     sizes = torch.tensor(_BLOCK_SIZES, device=device)
     n_sizes = len(_BLOCK_SIZES)
     cls = torch.searchsorted(sizes, bw) * n_sizes + torch.searchsorted(sizes, bh)
-    order = torch.argsort(cls)
+    order = torch.argsort(cls * (n_frames * hp * wp) + base)  # by size class, then in memory order
+    coef, base, face_word = (t.index_select(0, order) for t in (coef, base, face_word))
     counts = torch.bincount(cls, minlength=n_sizes * n_sizes).tolist()
     n_px = n_frames * hp * wp
     if buffer is not None and buffer.numel() >= n_px:
@@ -143,20 +154,19 @@ def rasterize_zbuffer(
         gx, gy = gx.reshape(-1), gy.reshape(-1)
         grid = torch.stack([gx.float(), gy.float(), torch.ones_like(gx, dtype=torch.float32)])  # [3, K]
         offset = gy * wp + gx  # [K]
-        step = max(1, MAX_FRAGMENTS // gx.numel())
+        step = max(1, max_fragments // gx.numel())
         for s0 in range(start, start + count, step):
-            sel = order[s0 : min(start + count, s0 + step)]
-            values = (coef.index_select(0, sel).reshape(-1, 3) @ grid).view(sel.numel(), 4, -1)  # [n, 4, K]
-            inside = values[:, :3].amin(1) >= -_EDGE_EPS
+            sel = slice(s0, min(start + count, s0 + step))
+            values = (coef[sel].reshape(-1, 3) @ grid).view(-1, 4, gx.numel())  # [n, 4, K]
+            # The smallest of (scaled edge distances, inverse depth): the inverse depth inside,
+            # negative outside (plain float minimums: no masks).
+            inv_depth = torch.minimum(
+                torch.minimum(values[:, 0], values[:, 1]), torch.minimum(values[:, 2], values[:, 3])
+            )
             # key = (inverse depth bits << 32) | face: the two 32-bit words side by side, read as
             # one int64 (little-endian). Inverse depth is positive inside, so its bits order like
-            # the value; outside it is 0 (the face word then carries no meaning).
-            inv_depth = torch.where(inside, values[:, 3], torch.zeros((), device=device))
-            fw = face_word.index_select(0, sel)[:, None].expand_as(inv_depth)
-            words = torch.stack([fw, inv_depth.view(torch.int32)], -1)
-            key = words.view(torch.long)
-            zbuf.scatter_reduce_(
-                0, (base.index_select(0, sel)[:, None] + offset).reshape(-1), key.reshape(-1), "amax"
-            )
+            # the value; outside they read as a negative int64, which never beats the empty 0.
+            key = (inv_depth.view(torch.int32).long() << 32).add_(face_word[sel, None])
+            zbuf.scatter_reduce_(0, (base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
         start += count
     return zbuf.view(n_frames, hp, wp)

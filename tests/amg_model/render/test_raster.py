@@ -209,3 +209,67 @@ def test_zbuffer_reuses_a_dirty_buffer():
     reused = rasterize_zbuffer(tx, ty, tz, tri_frame, 2, 30, 30, 0.01, False, buffer)
     assert torch.equal(fresh, reused)
     assert (fresh[:, :30, :30].view(torch.int32)[..., 1::2] > 0).any()
+
+
+def _full_supersampling(meshes, faces, colors, cam: Camera, s: int):
+    """Reference: render every sample (s x the size, supersample 1) and box-filter it down."""
+    big = Camera(cam.fx * s, cam.fy * s, cam.cx * s, cam.cy * s, cam.width * s, cam.height * s, cam.w2c)
+    out = render_meshes(meshes, faces, colors, big, supersample=1)
+    h, w = cam.height, cam.width
+
+    def pool(t):  # [F, H s, W s, C] -> sum over each pixel's s x s samples
+        return t.view(t.shape[0], h, s, w, s, -1).sum((2, 4))
+
+    mask = pool(out.mask[..., None])[..., 0]
+    depth = pool((out.depth * out.mask)[..., None])[..., 0] / mask.clamp(min=1e-12)
+    normals = torch.nn.functional.normalize(pool(out.normals), dim=-1)
+    persons = pool(out.person_masks.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) / (s * s)
+    return pool(out.image) / (s * s), mask / (s * s), depth, normals, persons
+
+
+def test_edge_supersampling_matches_full_supersampling():
+    """Shading once per pixel of one smooth surface, per sample only on edges, gives the image of
+    shading every sample (within the size of the interpolation differences)."""
+    v, f = sphere_mesh(0.5, 24, 48)
+    meshes = [at(v, (0.25, 0.05, 3.0)), at(v, (-0.2, -0.1, 3.6))]
+    colors = [flat(v, (0.9, 0.4, 0.2)), flat(v, (0.2, 0.5, 0.9))]
+    cam = pinhole(size=48)
+    out = render_meshes(meshes, [f, f], colors, cam, supersample=4)
+    image, mask, depth, normals, persons = _full_supersampling(meshes, [f, f], colors, cam, 4)
+    assert torch.allclose(out.mask, mask, atol=1e-6)
+    assert torch.allclose(out.person_masks, persons, atol=1e-6)
+    covered = mask > 0
+    assert ((mask > 0) & (mask < 1)).sum() > 30  # silhouettes
+    assert ((persons[0, 0] > 0) & (persons[0, 1] > 0)).sum() > 5  # the near sphere's edge on the far one
+    assert (out.image - image).abs().amax() < 2e-3
+    assert (out.depth - depth).abs()[covered].amax() < 2e-3
+    assert (out.normals - normals).norm(dim=-1)[covered].amax() < 2e-3
+
+
+def test_per_vertex_lighting_of_a_plane_facing_the_camera():
+    from amg_model.render.shading import Lighting, light_terms, shade
+
+    lighting = Lighting(ambient=0.3, key=0.5, key_direction=(0.0, 0.0, -1.0), rim=0.0)
+    v, f = plane_mesh(2.0, 4)
+    out = render_meshes([at(v, (0, 0, 3.0))], [f], [flat(v, (0.8, 0.6, 0.4))], pinhole(), lighting=lighting)
+    expected = torch.tensor([0.8, 0.6, 0.4]) * (0.3 + 0.5)
+    assert torch.allclose(out.image[0, 20:28, 20:28], expected.expand(8, 8, 3), atol=1e-5)
+    # shade() is the same model per point: albedo * gain + offset, clamped.
+    normals = torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)
+    view = torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)
+    albedo = torch.rand(5, 3)
+    gain, offset = light_terms(normals, view, Lighting())
+    lit = shade(albedo.T, normals.T, view.T, Lighting()).T
+    assert torch.allclose(lit, (albedo * gain[:, None] + offset[:, None]).clamp(0, 1))
+
+
+def test_zbuffer_pass_size_does_not_change_coverage():
+    from amg_model.render.zbuffer import rasterize_zbuffer
+
+    torch.manual_seed(1)
+    tx, ty = torch.rand(300, 3) * 60, torch.rand(300, 3) * 60
+    tz = 1 + torch.rand(300, 3)
+    tri_frame = torch.arange(300) % 3
+    big = rasterize_zbuffer(tx, ty, tz, tri_frame, 3, 60, 60, 0.01, False)
+    small = rasterize_zbuffer(tx, ty, tz, tri_frame, 3, 60, 60, 0.01, False, max_fragments=64)
+    assert torch.equal(big, small)
