@@ -9,4 +9,8 @@ Modules:
     text        TextEncoder, load_text_encoder, tiny_text_encoder
     vae         VideoVAE, load_vae, tiny_vae
     tiny        tiny random-weight models and original-layout test checkpoints
+    channels_last  the UNet forward with channels-last activations (the GPU default)
+    fused       Triton kernels (GroupNorm, GEGLU, frame/pixel transposes) and their torch versions
+    fast        FastUNet: precision, CUDA graphs (GraphedForward), compilation
+    runtime     prepare_unet: the settings for a device
 """

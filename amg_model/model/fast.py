@@ -2,12 +2,14 @@
 
 The eager diffusers UNet launches about 2,700 small kernels per call and is bound by launch
 overhead on a large GPU. Replaying one captured CUDA graph per input shape removes that
-overhead without any compilation; ``torch.compile`` additionally fuses normalisation and
-elementwise kernels. All modes compute the same function (within the dtype's rounding).
+overhead without any compilation; the channels-last forward (``model.channels_last``) removes
+layout conversions and fuses the normalisation and gating kernels; ``torch.compile`` fuses
+more, after minutes of compilation. All modes compute the same function (within the dtype's rounding).
 
 Modes:
     "eager"               plain module calls.
-    "cuda_graph"          capture the eager forward once per input shape, then replay it.
+    "cuda_graph"          capture the eager forward once per input shape (and weight addresses),
+                          then replay it.
     "compile"             ``torch.compile`` (default mode); slow first call.
     "compile_cuda_graph"  ``torch.compile(mode="reduce-overhead")``: compiled and graph-replayed.
 """
