@@ -76,10 +76,13 @@ def fuse_projections(unet: torch.nn.Module) -> int:
 
 
 def to_channels_last(unet: torch.nn.Module) -> torch.nn.Module:
-    """Store every 2D convolution weight of ``unet`` channels-last (in place); returns ``unet``."""
+    """Store every convolution weight of ``unet`` channels-last (2D) or channels-last-3d (3D), in
+    place; returns ``unet``."""
     for m in unet.modules():
         if isinstance(m, torch.nn.Conv2d):
             m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+        elif isinstance(m, torch.nn.Conv3d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
     return unet
 
 
@@ -135,7 +138,7 @@ def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> tor
     """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy)."""
     n, c, h, w = x.shape
     x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
-    weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)
+    weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
     y = F.conv3d(x5, weight, conv.bias, padding=(1, 0, 0))
     y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
     return y.reshape(n, -1, h, w)

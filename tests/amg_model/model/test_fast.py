@@ -71,6 +71,11 @@ def test_fast_unet_channels_last_matches_the_plain_forward(unet):
         for m in model.unet.modules()
         if isinstance(m, torch.nn.Conv2d)
     )
+    assert all(
+        m.weight.is_contiguous(memory_format=torch.channels_last_3d)
+        for m in model.unet.modules()
+        if isinstance(m, torch.nn.Conv3d)
+    )
     x, t, ctx = _inputs()
     with torch.no_grad():
         ref = unet(x, t, encoder_hidden_states=ctx).sample
