@@ -4,10 +4,9 @@ All frames of a chunk and all persons share one z-buffer, so occlusion between p
 The pipeline per chunk of frames:
 
 1. project every triangle of every frame into a supersampled image (s x the camera size);
-2. (``zbuffer``) cut each triangle's pixel bounding box into blocks of a few fixed sizes (1..8 pixels a side;
-   larger boxes are cut into tiles of up to 8 x 8, dropping tiles outside the triangle) and
-   evaluate, for all blocks of one size at once, the three edge distances and the inverse depth
-   with one matrix product;
+2. (``zbuffer``) find, for every row of each triangle's pixel bounding box, the exact span of
+   covered pixels from its three edges, and evaluate the inverse depth along all spans of one
+   length at once;
 3. pack (inverse depth, face index) into one int64 per covered pixel and keep the nearest with
    ``scatter_reduce(amax)``: the z-buffer;
 4. shade the visible surfaces like MSAA: once at the centre of an output pixel whose s x s samples

@@ -1,30 +1,24 @@
 """Coverage and depth test of many triangles at once: a packed int64 z-buffer.
 
-Each triangle's pixel bounding box is cut into blocks of a few fixed sizes (1..8 pixels a side;
-larger boxes are cut into tiles of up to 8 x 8 and tiles outside the triangle are dropped). For
-all blocks of one size the three edge distances and the inverse depth are evaluated with one
-matrix product; every covered pixel packs (inverse depth, face index + 1) into one int64 and
-``scatter_reduce(amax)`` keeps the nearest. Pixel centres sit at integer + 0.5.
+Only covered pixels are generated: every row of a triangle's pixel bounding box gets its exact
+span of covered pixels from the three edges (spans longer than 16 pixels are cut into pieces).
+Spans are grouped by length and each length is evaluated with broadcasting: every covered pixel
+packs (inverse depth, face index + 1) into one int64 and ``scatter_reduce(amax)`` keeps the
+nearest. Pixel centres sit at integer + 0.5.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Block edge lengths for small bounding boxes; larger boxes are cut into _TILE x _TILE tiles.
-_BLOCK_SIZES = (1, 2, 3, 4, 6, 8)
-_BLOCK_MAX = _BLOCK_SIZES[-1]
-# Rows and columns of padding the z-buffer needs beyond the image (blocks overhang its edge).
-BLOCK_PAD = _BLOCK_MAX
-# Tile size for larger boxes: small enough that tiles outside the triangle can be dropped.
-_TILE = 8
+# Rows and columns of padding the z-buffer has beyond the image (kept for its callers' layout).
+BLOCK_PAD = 8
+# Longest span evaluated at once; longer ones are cut into pieces of this length.
+_SPAN = 16
 # Coverage tolerance in (supersampled) pixels: pixel centres on a shared edge go to both
 # triangles, so rounding never opens cracks; the z-buffer picks one.
 _EDGE_EPS = 1e-4
-# Scale of the edge distances in the coverage test (see rasterize_zbuffer); large enough that a
-# distance of 1e-20 pixels still exceeds any inverse depth, small enough not to overflow float32.
-_EDGE_SCALE = 1e30
-# Fragments evaluated per pass; bounds the temporary memory of step 2 (about 40 bytes each).
+# Fragments evaluated per pass; bounds the temporary memory of the last step.
 MAX_FRAGMENTS = 1 << 22
 
 
@@ -70,103 +64,88 @@ def rasterize_zbuffer(
     tx, ty, tz, area2 = (t.index_select(0, idx) for t in (tx, ty, tz, area2))
     bx0, bx1, by0, by1 = (t.index_select(0, idx) for t in (bx0, bx1, by0, by1))
 
-    # Plane coefficients in the box's frame: value = A * gx + B * gy + C at the pixel centre
-    # (bx0 + gx + 0.5, by0 + gy + 0.5). Rows 0-2: signed distance (pixels) to each edge, positive
-    # inside whatever the winding; row 3: inverse depth (affine in screen space).
+    # In the box's frame (pixel centre (bx0 + gx + 0.5, by0 + gy + 0.5)) edge i keeps the pixels
+    # with a * gx + b * gy + c >= 0 (signed distance in pixels, positive inside whatever the
+    # winding, plus the tolerance): in row gy, gx >= q (a > 0) or gx <= q (a < 0) with
+    # q = u * gy + v, u = -b / a, v = -c / a. Edges with a == 0 are the box's top or bottom.
+    # The inverse depth is affine in screen space: A * gx + B * gy + C.
     sign = torch.sign(area2)
     ox, oy = bx0 + 0.5, by0 + 0.5
-    rows = []
-    inv_z = torch.zeros(idx.numel(), 3, device=device)
+    cols = []
+    inv_z = torch.zeros(3, idx.numel(), device=device)
     for i in range(3):
         j, k = (i + 1) % 3, (i + 2) % 3
         a = -(ty[:, k] - ty[:, j])
         b = tx[:, k] - tx[:, j]
         c = a * (ox - tx[:, j]) + b * (oy - ty[:, j])
-        length = torch.sqrt(a * a + b * b).clamp(min=1e-12)
-        rows.append(torch.stack([a, b, c], 1) * (sign / length)[:, None])
-        inv_z += torch.stack([a, b, c], 1) / (area2 * tz[:, i])[:, None]
-    coef = torch.stack(rows + [inv_z], 1)  # [n, 4, 3]
-
-    bw = (bx1 - bx0 + 1).long()
+        inv_z += torch.stack([a, b, c]) / (area2 * tz[:, i])
+        norm = sign / torch.sqrt(a * a + b * b).clamp(min=1e-12)
+        a, b, c = a * norm, b * norm, c * norm + _EDGE_EPS
+        flat = a == 0
+        neg_inv_a = torch.where(flat, 0.0, -1.0 / torch.where(flat, 1.0, a)).clamp(-1e30, 1e30)
+        # Masks added to q: 0 where the edge bounds this side, -inf / +inf where it does not.
+        cols += [b * neg_inv_a, c * neg_inv_a]
+        cols += [torch.where(a > 0, 0.0, float("-inf")), torch.where(a < 0, 0.0, float("inf"))]
+    cols += list(inv_z.unbind(0)) + [bx1 - bx0 + 1]
     bh = (by1 - by0 + 1).long()
     base = tri_frame.index_select(0, idx) * (hp * wp) + by0.long() * wp + bx0.long()
-    face_id = idx
 
-    # Boxes larger than the largest block are cut into tiles of up to _TILE x _TILE pixels (the
-    # last ones in a row or column are narrower); tiles wholly outside an edge are dropped.
-    big = (bw > _BLOCK_MAX) | (bh > _BLOCK_MAX)
-    if bool(big.any()):
-        bi = big.nonzero()[:, 0]
-        ntx = (bw[bi] + _TILE - 1) // _TILE
-        nty = (bh[bi] + _TILE - 1) // _TILE
-        counts = ntx * nty
-        owner = bi.repeat_interleave(counts)
-        first = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
-        local = torch.arange(owner.numel(), device=device) - first
-        ntx_o = ntx.repeat_interleave(counts)
-        dx = (local % ntx_o) * _TILE
-        dy = (local // ntx_o) * _TILE
-        tw = (bw.index_select(0, owner) - dx).clamp(max=_TILE)
-        th = (bh.index_select(0, owner) - dy).clamp(max=_TILE)
-        tile_coef = coef.index_select(0, owner)
-        tile_coef[:, :, 2] += tile_coef[:, :, 0] * dx[:, None] + tile_coef[:, :, 1] * dy[:, None]
-        # The largest value of an edge distance over a tile sits at one of its corners.
-        edges = tile_coef[:, :3]
-        reach = edges[..., 2] + edges[..., 0].clamp(min=0) * (tw - 1)[:, None]
-        reach = reach + edges[..., 1].clamp(min=0) * (th - 1)[:, None]
-        hit = (reach.amin(1) >= -_EDGE_EPS).nonzero()[:, 0]
-        owner, dx, dy, tw, th, tile_coef = (
-            t.index_select(0, hit) for t in (owner, dx, dy, tw, th, tile_coef)
-        )
-        small = (~big).nonzero()[:, 0]
-        coef = torch.cat([coef.index_select(0, small), tile_coef])
-        base = torch.cat([base.index_select(0, small), base.index_select(0, owner) + dy * wp + dx])
-        face_id = torch.cat([face_id.index_select(0, small), face_id.index_select(0, owner)])
-        bw = torch.cat([bw.index_select(0, small), tw])
-        bh = torch.cat([bh.index_select(0, small), th])
+    # Every row of every box: its span of covered pixels [xs, xe].
+    tri = torch.repeat_interleave(bh)
+    n_rows = tri.numel()
+    gy = (torch.arange(n_rows, device=device) - (torch.cumsum(bh, 0) - bh).index_select(0, tri)).float()
+    t = [col.index_select(0, tri) for col in cols]
+    lo = hi = None
+    for i in range(3):
+        q = torch.addcmul(t[4 * i + 1], t[4 * i], gy)
+        lo = q + t[4 * i + 2] if lo is None else torch.maximum(lo, q + t[4 * i + 2])
+        hi = q + t[4 * i + 3] if hi is None else torch.minimum(hi, q + t[4 * i + 3])
+    xs = torch.ceil(lo).clamp_(min=0)
+    xe = torch.minimum(torch.floor(hi), t[15] - 1)
+    count = (xe - xs + 1).clamp_(min=0).long()
+    inv0 = t[12] * xs + t[13] * gy + t[14]  # inverse depth at the span's first pixel
+    slope = t[12]
+    row_base = base.index_select(0, tri) + gy.long() * wp + xs.long()
+    face_word = (idx + 1).index_select(0, tri)  # face index + 1, so that 0 is "nothing"
 
-    # Edge distances plus the tolerance, scaled far above any inverse depth: inside the triangle
-    # (all >= 0) they exceed the inverse depth, outside one of them is negative.
-    coef = coef.clone()
-    coef[:, :3, 2] += _EDGE_EPS
-    coef[:, :3] *= _EDGE_SCALE
-    face_word = face_id + 1  # face index + 1, so that 0 is "nothing"
-    # Group blocks by size class; evaluate each class with one matrix product.
-    sizes = torch.tensor(_BLOCK_SIZES, device=device)
-    n_sizes = len(_BLOCK_SIZES)
-    cls = torch.searchsorted(sizes, bw) * n_sizes + torch.searchsorted(sizes, bh)
-    order = torch.argsort(cls * (n_frames * hp * wp) + base)  # by size class, then in memory order
-    coef, base, face_word = (t.index_select(0, order) for t in (coef, base, face_word))
-    counts = torch.bincount(cls, minlength=n_sizes * n_sizes).tolist()
+    # Spans longer than _SPAN pixels are cut into pieces of _SPAN (the last one shorter).
+    wide = (count > _SPAN).nonzero()[:, 0]
+    if wide.numel():
+        n_seg = (count.index_select(0, wide) + _SPAN - 1) // _SPAN
+        owner = wide.repeat_interleave(n_seg)
+        first = (torch.cumsum(n_seg, 0) - n_seg).repeat_interleave(n_seg)
+        dx = (torch.arange(owner.numel(), device=device) - first) * _SPAN
+        seg_slope = slope.index_select(0, owner)
+        inv0 = torch.cat([inv0, inv0.index_select(0, owner) + seg_slope * dx])
+        slope = torch.cat([slope, seg_slope])
+        row_base = torch.cat([row_base, row_base.index_select(0, owner) + dx])
+        face_word = torch.cat([face_word, face_word.index_select(0, owner)])
+        seg_count = (count.index_select(0, owner) - dx).clamp(max=_SPAN)
+        count = torch.cat([count.index_fill(0, wide, 0), seg_count])
+    # Group spans by length (a stable sort keeps the triangles' order: local writes); evaluate
+    # each length with broadcasting.
+    order = torch.sort(count.to(torch.uint8), stable=True)[1]
+    inv0, slope, row_base, face_word = (t.index_select(0, order) for t in (inv0, slope, row_base, face_word))
+    counts = torch.bincount(count, minlength=_SPAN + 1).tolist()
     n_px = n_frames * hp * wp
     if buffer is not None and buffer.numel() >= n_px:
         zbuf = buffer[:n_px].zero_()
     else:
         zbuf = torch.zeros(n_px, dtype=torch.long, device=device)
-    start = 0
-    for c, count in enumerate(counts):
+    start = counts[0]  # empty spans first
+    for length in range(1, _SPAN + 1):
+        count = counts[length]
         if count == 0:
             continue
-        sw, sh = _BLOCK_SIZES[c // n_sizes], _BLOCK_SIZES[c % n_sizes]
-        gy, gx = torch.meshgrid(
-            torch.arange(sh, device=device), torch.arange(sw, device=device), indexing="ij"
-        )
-        gx, gy = gx.reshape(-1), gy.reshape(-1)
-        grid = torch.stack([gx.float(), gy.float(), torch.ones_like(gx, dtype=torch.float32)])  # [3, K]
-        offset = gy * wp + gx  # [K]
-        step = max(1, max_fragments // gx.numel())
+        offset = torch.arange(length, device=device)
+        offset_f = offset.float()
+        step = max(1, max_fragments // length)
         for s0 in range(start, start + count, step):
             sel = slice(s0, min(start + count, s0 + step))
-            values = (coef[sel].reshape(-1, 3) @ grid).view(-1, 4, gx.numel())  # [n, 4, K]
-            # The smallest of (scaled edge distances, inverse depth): the inverse depth inside,
-            # negative outside (plain float minimums: no masks).
-            inv_depth = torch.minimum(
-                torch.minimum(values[:, 0], values[:, 1]), torch.minimum(values[:, 2], values[:, 3])
-            )
-            # key = (inverse depth bits << 32) | face: the two 32-bit words side by side, read as
-            # one int64 (little-endian). Inverse depth is positive inside, so its bits order like
-            # the value; outside they read as a negative int64, which never beats the empty 0.
+            inv_depth = torch.addcmul(inv0[sel, None], slope[sel, None], offset_f)
+            # key = (inverse depth bits << 32) | face: the two 32-bit words side by side, read
+            # as one int64. Inverse depth is positive, so its bits order like the value.
             key = (inv_depth.view(torch.int32).long() << 32).add_(face_word[sel, None])
-            zbuf.scatter_reduce_(0, (base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
+            zbuf.scatter_reduce_(0, (row_base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
         start += count
     return zbuf.view(n_frames, hp, wp)
