@@ -36,6 +36,7 @@ arguments never reach it; ``--device cpu`` sets its ``--cpu`` option.
 
     python bench/comfy_bench.py --comfyui /path/to/ComfyUI                  # CUDA, real size
     python bench/comfy_bench.py --comfyui /path/to/ComfyUI --clips 5 --write
+    python bench/comfy_bench.py --comfyui /path/to/ComfyUI --profile   # where ComfyUI's step spends CPU time
     python bench/comfy_bench.py --comfyui /path/to/ComfyUI --tiny --device cpu --steps 2   # smoke test
 """
 
@@ -211,7 +212,22 @@ def standalone_row(name, state, tiny, dev, job, clips, precision="auto", mode="a
     )  # fmt: skip
 
 
-def comfy_row(name, state, tiny, dev, job, clips, comfy, model_mod, edges, weight_dtype: str) -> dict:
+def print_python_profile(fn, what: str, rows: int = 25) -> None:
+    """Run ``fn`` once under cProfile; print the functions with the most own time (Python-side overhead)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    print(f"\nPython profile of one clip, {what} (own time, top {rows}):")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(rows)
+
+
+def comfy_row(
+    name, state, tiny, dev, job, clips, comfy, model_mod, edges, weight_dtype: str, profile: bool = False
+) -> dict:
     """ComfyUI's path: wrap_unet (AMG Load Model's MODEL) + comfy.sample.sample (KSampler's call)."""
     from amg_model.model.config import infer_config_diffusers
     from amg_model.model.unet import AMGUNet
@@ -239,6 +255,8 @@ def comfy_row(name, state, tiny, dev, job, clips, comfy, model_mod, edges, weigh
         )  # fmt: skip
 
     times, out, peak = timed(clip, clips, dev, name)
+    if profile:
+        print_python_profile(clip, name)
     mm.unload_all_models()
     mm.soft_empty_cache()
     latent = (out.float().cpu() * scale).permute(frames_first).unsqueeze(0)  # back to [1, 4, F, h, w], scaled
@@ -264,6 +282,7 @@ def main() -> None:
         help="ComfyUI weight dtype (default fp16 on CUDA, fp32 on the CPU, as the standalone default)",
     )  # fmt: skip
     ap.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
+    ap.add_argument("--profile", action="store_true", help="print a Python profile of one ComfyUI clip")
     args = ap.parse_args()
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
@@ -291,7 +310,8 @@ def main() -> None:
         (standalone_row, f"standalone: prepare_unet auto ({auto_mode})", {}),
         *([(standalone_row, "standalone: fp16 eager", dict(precision="fp16", mode="eager"))] if cuda else []),
         (comfy_row, "ComfyUI: wrap_unet + comfy.sample ddim/ddim_uniform",
-         dict(comfy=comfy, model_mod=model_mod, edges=edges, weight_dtype=weight_dtype)),
+         dict(comfy=comfy, model_mod=model_mod, edges=edges, weight_dtype=weight_dtype,
+              profile=args.profile)),
     ]  # fmt: skip
     rows = []
     for row, name, kw in paths:

@@ -76,20 +76,23 @@ def sample_clip(unet, avatar, cond, uncond, noise, steps: int) -> torch.Tensor:
 
 
 def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
-    """Top GPU kernels of one guided UNet call through the model's eager forward (not the graph)."""
+    """Top GPU kernels of one guided UNet call: the eager forward, or the compiled one in mode "compile"
+    (graph-replayed modes hide their kernels, so they are profiled through the eager forward)."""
     from torch.profiler import ProfilerActivity, profile
 
     x = torch.cat([torch.cat([noise, avatar], 1)] * 2).to(model.unet.dtype)
     t = torch.full((2,), 501, device=x.device)
     ctx = torch.cat([cond, uncond]).to(x.dtype)
-    model._eager(x, t, ctx)
+    forward = model._forward if model.mode == "compile" else model._eager
+    forward(x, t, ctx)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        model._eager(x, t, ctx)
+        forward(x, t, ctx)
         torch.cuda.synchronize()
     events = prof.key_averages()
     total = sum(e.device_time_total for e in events)
-    print(f"  GPU time of one eager call: {total / 1e3:.1f} ms in {sum(e.count for e in events)} kernels")
+    kernels = sum(e.count for e in events)
+    print(f"  GPU time of one {model.mode} call: {total / 1e3:.1f} ms in {kernels} kernels")
     print(events.table(sort_by="device_time_total", row_limit=25, max_name_column_width=90))
 
 
