@@ -31,9 +31,15 @@ def test_prepared_unet_samples_like_the_module():
     uncond = torch.zeros_like(cond)
     ref = sample_video(ref_model, avatar, cond, uncond, steps=2, seed=1)
     fast = prepare_unet(tiny_unet(seed=4), "cpu")
-    assert fast.dtype == torch.float32 and fast.mode == "eager"
+    assert fast.dtype == torch.float32 and fast.mode == "eager" and not fast.channels_last
     out = sample_video(fast, avatar, cond, uncond, steps=2, seed=1)
     assert torch.allclose(out, ref, atol=1e-5 * ref.abs().max().item())
+    # the GPU default's forward (channels-last, fused q/k/v), asked for on the CPU
+    fast_cl = prepare_unet(tiny_unet(seed=4), "cpu", channels_last=True)
+    assert fast_cl.channels_last
+    assert any(hasattr(m, "amg_fused_weight") for m in fast_cl.unet.modules())
+    out_cl = sample_video(fast_cl, avatar, cond, uncond, steps=2, seed=1)
+    assert torch.allclose(out_cl, ref, atol=1e-5 * ref.abs().max().item())
 
 
 def test_bf16_on_cpu_runs_and_stays_close():
