@@ -326,12 +326,12 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
 
     # Every attribute of a point is an affine function of its pixel position divided by another
     # (perspective-correct interpolation): evaluate the planes of its face at (px, py).
-    # Gathered as 2-D rows: index_select of 3-D rows copies row by row on the CPU (6x slower).
-    n_planes = planes.shape[2]
-    rows = planes.view(planes.shape[0], 3 * n_planes).index_select(0, compact.index_select(0, face))
-    rows = rows.view(-1, 3, n_planes)  # [M, 3, R]
-    vals = torch.addcmul(rows[:, 2], rows[:, 0], px[:, None])
-    vals.addcmul_(rows[:, 1], py[:, None])  # [M, R]
+    # The a, b and c of every plane are gathered as three contiguous [M, R] arrays (the
+    # multiply-adds run vectorised on them: 30 % faster than on strided columns of [M, 3, R]).
+    plane_of = compact.index_select(0, face)
+    ca, cb, vals = (planes[i].index_select(0, plane_of) for i in range(3))
+    vals.addcmul_(ca, px[:, None]).addcmul_(cb, py[:, None])  # [M, R]
+    del ca, cb
     # A whole pixel's centre can lie outside the face of its first sample; far outside a sliver
     # seen edge-on, the extrapolation runs away: evaluate those at the first sample instead.
     b0, b1 = vals[:n_whole, 1] / vals[:n_whole, 0], vals[:n_whole, 2] / vals[:n_whole, 0]
@@ -339,10 +339,9 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     far = far.nonzero()[:, 0]
     if far.numel():
         back = (s - 1) / 2
-        r = rows.view(rows.shape[0], 3 * n_planes).index_select(0, far).view(-1, 3, n_planes)
-        v = torch.addcmul(r[:, 2], r[:, 0], px.index_select(0, far)[:, None] - back)
-        vals[far] = v.addcmul_(r[:, 1], py.index_select(0, far)[:, None] - back)
-    del rows
+        ra, rb, v = (planes[i].index_select(0, plane_of.index_select(0, far)) for i in range(3))
+        v.addcmul_(ra, px.index_select(0, far)[:, None] - back)
+        vals[far] = v.addcmul_(rb, py.index_select(0, far)[:, None] - back)
     depth = 1.0 / vals[:, 0]
     normal = vals[:, 3:6]
     view_dot = (normal[:, 0] * vals[:, -2]).addcmul_(normal[:, 1], vals[:, -1]).add_(normal[:, 2])
@@ -401,7 +400,7 @@ def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tenso
         fx, fy, cx, cy: [Fc, 1] (supersampled) intrinsics.
 
     Returns:
-        [N, 3, R = 3 + C + 2]: the (a, b, c) of R planes. Plane 0 is the inverse depth; planes
+        [3, N, R = 3 + C + 2]: the a, b and c of R planes. Plane 0 is the inverse depth; planes
         1, 2 the first two barycentric coordinates times the inverse depth; planes 3..C + 2 each
         attribute times the inverse depth; the last two the view ray at z = 1: (px - cx) / fx, (py - cy) / fy.
     """
@@ -426,7 +425,7 @@ def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tenso
     )  # [Fc, 2, 3]
     ray = ray.index_select(0, frame)
     planes = torch.cat([(k[0] + k[1] + k[2])[:, None], k[0][:, None], k[1][:, None], attr, ray], 1)
-    return planes.transpose(1, 2).contiguous()
+    return planes.permute(2, 0, 1).contiguous()
 
 
 # Spread of the samples' inverse depths (as float bits: 2^23 is a factor of two) below which an
