@@ -145,6 +145,7 @@ def render_meshes(
         dtype=torch.long,
         device=device,
     )
+    pixel_tables: dict = {}  # per chunk size, built once: see _pixel_tables
     for f0 in range(0, n_frames, chunk_frames):
         f1 = min(n_frames, f0 + chunk_frames)
         frames = slice(f0, f1)
@@ -152,7 +153,7 @@ def render_meshes(
         _render_chunk(
             verts[frames], tris, chunk_colors, face_person, n_persons, uvs, textures,
             cam, frames, s, lighting, near, cull_backfaces, out, zbuf_buffer,
-            _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS,
+            _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS, pixel_tables,
         )  # fmt: skip
         if progress is not None:
             progress(f1, n_frames)
@@ -274,7 +275,8 @@ def _camera_to(camera: Camera, device: torch.device) -> Camera:
 
 
 def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, cam, frames, s, lighting,
-                  near, cull_backfaces, out, zbuf_buffer=None, max_fragments=MAX_FRAGMENTS):  # fmt: skip
+                  near, cull_backfaces, out, zbuf_buffer=None, max_fragments=MAX_FRAGMENTS,
+                  pixel_tables=None):  # fmt: skip
     """Render frames ``frames`` (a slice) of the concatenated mesh into ``out``."""
     fc, n_verts = verts.shape[0], verts.shape[1]
     n_tris = tris.shape[0]
@@ -297,7 +299,7 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     zbuf = rasterize_zbuffer(
         tx, ty, tz, tri_frame, fc, hs, ws, near, cull_backfaces, zbuf_buffer, max_fragments
     )
-    pix, face, px, py, n_whole, edge_pix, slot = _shading_points(zbuf, s, cam.height, cam.width)
+    pix, face, px, py, n_whole, edge_pix, slot = _shading_points(zbuf, s, cam.height, cam.width, pixel_tables)
     del zbuf
 
     # Per vertex: the smooth normal and the lit colour (lighting per vertex: the triangles are a
@@ -436,7 +438,22 @@ _SMOOTH_BITS = 1 << 15
 _EXTRAPOLATION = 0.5
 
 
-def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
+def _pixel_tables(fc: int, h: int, w: int, s: int, hp: int, wp: int, device: torch.device):
+    """Per output pixel of a chunk: the z-buffer index of its first sample and that sample's centre.
+
+    Looking these up is a gather; computing them from the pixel index takes divisions and int64
+    multiplications, several times slower on the CPU. Built once per chunk size.
+    """
+    frame = torch.arange(fc, device=device)[:, None, None]
+    y = torch.arange(h, device=device)[None, :, None]
+    x = torch.arange(w, device=device)[None, None, :]
+    first = (frame * (hp * wp) + y * (s * wp) + x * s).reshape(-1)
+    fx = (x * s).float().add_(0.5).expand(fc, h, w).reshape(-1)
+    fy = (y * s).float().add_(0.5).expand(fc, h, w).reshape(-1)
+    return first, fx, fy
+
+
+def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int, tables: dict | None = None):
     """The points to shade, from a supersampled z-buffer (like MSAA).
 
     An output pixel whose s x s samples are all covered, with inverse depths within
@@ -448,6 +465,7 @@ def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
         zbuf: [Fc, hp, wp] int64 z-buffer from ``rasterize_zbuffer`` (the image is its top-left
             h * s x w * s part).
         s: the supersampling factor; h, w: the output size.
+        tables: optional dict that keeps the ``_pixel_tables`` of each chunk size between calls.
 
     Returns:
         pix [M] (output pixel index within the chunk), face [M], px [M], py [M] (supersampled
@@ -474,27 +492,28 @@ def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
     whole = pix.index_select(0, smooth.nonzero()[:, 0])
     edge = pix.index_select(0, (~smooth).nonzero()[:, 0])
 
-    def first_sample(p):
-        frame = p // (h * w)
-        rem = p - frame * (h * w)
-        y = rem // w
-        x = rem - y * w
-        return frame * (hp * wp) + y * (s * wp) + x * s, x, y
+    key = (fc, h, w, s, hp, wp, zbuf.device)
+    if tables is None or key not in tables:
+        if tables is None:
+            tables = {}
+        tables[key] = _pixel_tables(*key)
+    first, first_x, first_y = tables[key]
 
     keys = zbuf.view(-1)
-    zi, x, y = first_sample(whole)
-    face_w = keys.index_select(0, zi)
-    px_w, py_w = (x.float() + 0.5) * s, (y.float() + 0.5) * s
-    zi, x, y = first_sample(edge)
+    face_w = keys.index_select(0, first.index_select(0, whole))
+    centre = (s - 1) / 2  # from the first sample's centre to the pixel's (exact in float)
+    px_w = first_x.index_select(0, whole).add_(centre)
+    py_w = first_y.index_select(0, whole).add_(centre)
     offs = torch.arange(s, device=zbuf.device)
     sub_off = (offs[:, None] * wp + offs[None, :]).reshape(-1)  # [s * s] (dy, dx) row-major
-    face_e = keys.index_select(0, (zi[:, None] + sub_off).reshape(-1))
+    face_e = keys.index_select(0, (first.index_select(0, edge)[:, None] + sub_off).reshape(-1))
     keep = (face_e >= 1 << 32).nonzero()[:, 0]  # covered: the inverse depth word is positive
     owner = keep // (s * s)
     sub = keep - owner * (s * s)
     dy = sub // s
-    px_e = (x.index_select(0, owner) * s + sub - dy * s).float() + 0.5
-    py_e = (y.index_select(0, owner) * s + dy).float() + 0.5
+    edge_owner = edge.index_select(0, owner)
+    px_e = first_x.index_select(0, edge_owner).add_((sub - dy * s).float())
+    py_e = first_y.index_select(0, edge_owner).add_(dy.float())
     face = torch.cat([face_w, face_e.index_select(0, keep)]).bitwise_and_(0xFFFFFFFF).sub_(1)
-    pix = torch.cat([whole, edge.index_select(0, owner)])
+    pix = torch.cat([whole, edge_owner])
     return pix, face, torch.cat([px_w, px_e]), torch.cat([py_w, py_e]), whole.numel(), edge, owner
