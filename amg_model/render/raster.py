@@ -346,9 +346,12 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
         vals[far] = v.addcmul_(rb, py.index_select(0, far)[:, None] - back)
     depth = 1.0 / vals[:, 0]
     normal = vals[:, 3:6]
-    view_dot = (normal[:, 0] * vals[:, -2]).addcmul_(normal[:, 1], vals[:, -1]).add_(normal[:, 2])
-    # Unit length, turned to face the camera (the sign of the normal . view direction).
-    normal = normal * torch.copysign(torch.rsqrt((normal * normal).sum(1) + 1e-24), -view_dot)[:, None]
+    n0, n1, n2 = normal.unbind(1)
+    view_dot = (n0 * vals[:, -2]).addcmul_(n1, vals[:, -1]).add_(n2)
+    # Unit length, turned to face the camera (the sign of the normal . view direction). The
+    # squared length from the columns (a sum over 3 strided elements per row is slower).
+    sq = (n0 * n0).add_(n1 * n1).add_(n2 * n2).add_(1e-24)
+    normal = normal * torch.copysign(sq.rsqrt_(), view_dot.neg_())[:, None]
     color = vals[:, 6:9] * depth[:, None]
     if uvs is not None:
         person = face_person.index_select(0, face % n_tris)
