@@ -133,11 +133,11 @@ def render_meshes(
         raise RenderError(f"chunk_frames is {chunk_frames}; it must be at least 1.")
 
     out = RenderOutput(
-        image=torch.zeros(n_frames, height, width, 3, device=device),
-        person_masks=torch.zeros(n_frames, n_persons, height, width, device=device),
-        mask=torch.zeros(n_frames, height, width, device=device),
-        depth=torch.zeros(n_frames, height, width, device=device),
-        normals=torch.zeros(n_frames, height, width, 3, device=device),
+        image=_zeros(n_frames, height, width, 3, device=device),
+        person_masks=_zeros(n_frames, n_persons, height, width, device=device),
+        mask=_zeros(n_frames, height, width, device=device),
+        depth=_zeros(n_frames, height, width, device=device),
+        normals=_zeros(n_frames, height, width, 3, device=device),
     )
     # One z-buffer for all chunks: clearing it costs less than a fresh allocation (page faults).
     zbuf_buffer = torch.empty(
@@ -145,6 +145,7 @@ def render_meshes(
         dtype=torch.long,
         device=device,
     )
+    pixel_tables: dict = {}  # per chunk size, built once: see _pixel_tables
     for f0 in range(0, n_frames, chunk_frames):
         f1 = min(n_frames, f0 + chunk_frames)
         frames = slice(f0, f1)
@@ -152,11 +153,43 @@ def render_meshes(
         _render_chunk(
             verts[frames], tris, chunk_colors, face_person, n_persons, uvs, textures,
             cam, frames, s, lighting, near, cull_backfaces, out, zbuf_buffer,
-            _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS,
+            _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS, pixel_tables,
         )  # fmt: skip
         if progress is not None:
             progress(f1, n_frames)
     return out
+
+
+_HUGE_PAGE = 1 << 21
+_madvise = None
+
+
+def _zeros(*shape: int, device: torch.device) -> torch.Tensor:
+    """torch.zeros, with large CPU tensors on transparent huge pages where Linux offers them.
+
+    The outputs of a long render are hundreds of MB of fresh memory; faulting it in 4 KiB pages
+    costs more than filling it (about 110 ms against 40 ms for 200 MB here). The tensor's
+    2 MiB-aligned interior is advised MADV_HUGEPAGE before it is first touched; where that is not
+    possible (other systems, THP off) it is an ordinary zeroed tensor.
+    """
+    global _madvise
+    t = torch.empty(*shape, device=device)
+    nbytes = t.numel() * t.element_size()
+    linux_cpu = device.type == "cpu" and sys.platform.startswith("linux")
+    if linux_cpu and _madvise is not False and nbytes >= 4 * _HUGE_PAGE:
+        try:
+            if _madvise is None:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                _madvise = libc.madvise
+            start = (t.data_ptr() + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+            end = (t.data_ptr() + nbytes) & ~(_HUGE_PAGE - 1)
+            _madvise(start, end - start, 14)  # MADV_HUGEPAGE; a failure only loses the speed-up
+        except (OSError, AttributeError):
+            _madvise = False
+    return t.zero_()
 
 
 def _prepare_meshes(vertices, faces, vertex_colors, camera, supersample, uv, texture):
@@ -242,7 +275,8 @@ def _camera_to(camera: Camera, device: torch.device) -> Camera:
 
 
 def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, cam, frames, s, lighting,
-                  near, cull_backfaces, out, zbuf_buffer=None, max_fragments=MAX_FRAGMENTS):  # fmt: skip
+                  near, cull_backfaces, out, zbuf_buffer=None, max_fragments=MAX_FRAGMENTS,
+                  pixel_tables=None):  # fmt: skip
     """Render frames ``frames`` (a slice) of the concatenated mesh into ``out``."""
     fc, n_verts = verts.shape[0], verts.shape[1]
     n_tris = tris.shape[0]
@@ -265,7 +299,7 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     zbuf = rasterize_zbuffer(
         tx, ty, tz, tri_frame, fc, hs, ws, near, cull_backfaces, zbuf_buffer, max_fragments
     )
-    pix, face, px, py, n_whole, edge_pix, slot = _shading_points(zbuf, s, cam.height, cam.width)
+    pix, face, px, py, n_whole, edge_pix, slot = _shading_points(zbuf, s, cam.height, cam.width, pixel_tables)
     del zbuf
 
     # Per vertex: the smooth normal and the lit colour (lighting per vertex: the triangles are a
@@ -294,9 +328,12 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
 
     # Every attribute of a point is an affine function of its pixel position divided by another
     # (perspective-correct interpolation): evaluate the planes of its face at (px, py).
-    rows = planes.index_select(0, compact.index_select(0, face))  # [M, 3, R]
-    vals = torch.addcmul(rows[:, 2], rows[:, 0], px[:, None])
-    vals.addcmul_(rows[:, 1], py[:, None])  # [M, R]
+    # The a, b and c of every plane are gathered as three contiguous [M, R] arrays (the
+    # multiply-adds run vectorised on them: 30 % faster than on strided columns of [M, 3, R]).
+    plane_of = compact.index_select(0, face)
+    ca, cb, vals = (planes[i].index_select(0, plane_of) for i in range(3))
+    vals.addcmul_(ca, px[:, None]).addcmul_(cb, py[:, None])  # [M, R]
+    del ca, cb
     # A whole pixel's centre can lie outside the face of its first sample; far outside a sliver
     # seen edge-on, the extrapolation runs away: evaluate those at the first sample instead.
     b0, b1 = vals[:n_whole, 1] / vals[:n_whole, 0], vals[:n_whole, 2] / vals[:n_whole, 0]
@@ -304,15 +341,17 @@ def _render_chunk(verts, tris, colors, face_person, n_persons, uvs, textures, ca
     far = far.nonzero()[:, 0]
     if far.numel():
         back = (s - 1) / 2
-        r = rows.index_select(0, far)
-        v = torch.addcmul(r[:, 2], r[:, 0], px.index_select(0, far)[:, None] - back)
-        vals[far] = v.addcmul_(r[:, 1], py.index_select(0, far)[:, None] - back)
-    del rows
+        ra, rb, v = (planes[i].index_select(0, plane_of.index_select(0, far)) for i in range(3))
+        v.addcmul_(ra, px.index_select(0, far)[:, None] - back)
+        vals[far] = v.addcmul_(rb, py.index_select(0, far)[:, None] - back)
     depth = 1.0 / vals[:, 0]
     normal = vals[:, 3:6]
-    view_dot = (normal[:, 0] * vals[:, -2]).addcmul_(normal[:, 1], vals[:, -1]).add_(normal[:, 2])
-    # Unit length, turned to face the camera (the sign of the normal . view direction).
-    normal = normal * torch.copysign(torch.rsqrt((normal * normal).sum(1) + 1e-24), -view_dot)[:, None]
+    n0, n1, n2 = normal.unbind(1)
+    view_dot = (n0 * vals[:, -2]).addcmul_(n1, vals[:, -1]).add_(n2)
+    # Unit length, turned to face the camera (the sign of the normal . view direction). The
+    # squared length from the columns (a sum over 3 strided elements per row is slower).
+    sq = (n0 * n0).add_(n1 * n1).add_(n2 * n2).add_(1e-24)
+    normal = normal * torch.copysign(sq.rsqrt_(), view_dot.neg_())[:, None]
     color = vals[:, 6:9] * depth[:, None]
     if uvs is not None:
         person = face_person.index_select(0, face % n_tris)
@@ -366,7 +405,7 @@ def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tenso
         fx, fy, cx, cy: [Fc, 1] (supersampled) intrinsics.
 
     Returns:
-        [N, 3, R = 3 + C + 2]: the (a, b, c) of R planes. Plane 0 is the inverse depth; planes
+        [3, N, R = 3 + C + 2]: the a, b and c of R planes. Plane 0 is the inverse depth; planes
         1, 2 the first two barycentric coordinates times the inverse depth; planes 3..C + 2 each
         attribute times the inverse depth; the last two the view ray at z = 1: (px - cx) / fx, (py - cy) / fy.
     """
@@ -391,7 +430,7 @@ def _face_planes(tx, ty, tz, corner_attrs, frame, fx, fy, cx, cy) -> torch.Tenso
     )  # [Fc, 2, 3]
     ray = ray.index_select(0, frame)
     planes = torch.cat([(k[0] + k[1] + k[2])[:, None], k[0][:, None], k[1][:, None], attr, ray], 1)
-    return planes.transpose(1, 2).contiguous()
+    return planes.permute(2, 0, 1).contiguous()
 
 
 # Spread of the samples' inverse depths (as float bits: 2^23 is a factor of two) below which an
@@ -402,7 +441,22 @@ _SMOOTH_BITS = 1 << 15
 _EXTRAPOLATION = 0.5
 
 
-def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
+def _pixel_tables(fc: int, h: int, w: int, s: int, hp: int, wp: int, device: torch.device):
+    """Per output pixel of a chunk: the z-buffer index of its first sample and that sample's centre.
+
+    Looking these up is a gather; computing them from the pixel index takes divisions and int64
+    multiplications, several times slower on the CPU. Built once per chunk size.
+    """
+    frame = torch.arange(fc, device=device)[:, None, None]
+    y = torch.arange(h, device=device)[None, :, None]
+    x = torch.arange(w, device=device)[None, None, :]
+    first = (frame * (hp * wp) + y * (s * wp) + x * s).reshape(-1)
+    fx = (x * s).float().add_(0.5).expand(fc, h, w).reshape(-1)
+    fy = (y * s).float().add_(0.5).expand(fc, h, w).reshape(-1)
+    return first, fx, fy
+
+
+def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int, tables: dict | None = None):
     """The points to shade, from a supersampled z-buffer (like MSAA).
 
     An output pixel whose s x s samples are all covered, with inverse depths within
@@ -414,6 +468,7 @@ def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
         zbuf: [Fc, hp, wp] int64 z-buffer from ``rasterize_zbuffer`` (the image is its top-left
             h * s x w * s part).
         s: the supersampling factor; h, w: the output size.
+        tables: optional dict that keeps the ``_pixel_tables`` of each chunk size between calls.
 
     Returns:
         pix [M] (output pixel index within the chunk), face [M], px [M], py [M] (supersampled
@@ -423,41 +478,45 @@ def _shading_points(zbuf: torch.Tensor, s: int, h: int, w: int):
     """
     fc, hp, wp = zbuf.shape
     # Inverse depth bits of every sample (0 where nothing is drawn) as [Fc, h, s, w, s].
-    idepth = zbuf.view(torch.int32)[:, : h * s, 1 : 2 * w * s : 2].view(fc, h, s, w, s)
-    lo = hi = idepth[:, :, 0, :, 0]
-    for dy in range(s):
-        for dx in range(s):
-            if dy or dx:
-                sub = idepth[:, :, dy, :, dx]
-                lo, hi = torch.minimum(lo, sub), torch.maximum(hi, sub)
-    hi = hi.reshape(-1)
+    # Rows first (their results are contiguous), then the columns: 30 % faster than s * s
+    # strided passes.
+    idepth = zbuf.view(torch.int32)[:, : h * s, 1 : 2 * w * s : 2].view(fc, h, s, w * s)
+    lo = hi = idepth[:, :, 0]
+    for dy in range(1, s):
+        lo, hi = torch.minimum(lo, idepth[:, :, dy]), torch.maximum(hi, idepth[:, :, dy])
+    lo, hi = lo.view(fc, h, w, s), hi.view(fc, h, w, s)
+    lo_x, hi_x = lo[..., 0], hi[..., 0]
+    for dx in range(1, s):
+        lo_x, hi_x = torch.minimum(lo_x, lo[..., dx]), torch.maximum(hi_x, hi[..., dx])
+    lo, hi = lo_x, hi_x.reshape(-1)
     pix = (hi > 0).nonzero()[:, 0]
     lo, hi = lo.reshape(-1).index_select(0, pix), hi.index_select(0, pix)
     smooth = (lo > 0) & (hi - lo <= _SMOOTH_BITS)
     whole = pix.index_select(0, smooth.nonzero()[:, 0])
     edge = pix.index_select(0, (~smooth).nonzero()[:, 0])
 
-    def first_sample(p):
-        frame = p // (h * w)
-        rem = p - frame * (h * w)
-        y = rem // w
-        x = rem - y * w
-        return frame * (hp * wp) + y * (s * wp) + x * s, x, y
+    key = (fc, h, w, s, hp, wp, zbuf.device)
+    if tables is None or key not in tables:
+        if tables is None:
+            tables = {}
+        tables[key] = _pixel_tables(*key)
+    first, first_x, first_y = tables[key]
 
     keys = zbuf.view(-1)
-    zi, x, y = first_sample(whole)
-    face_w = keys.index_select(0, zi)
-    px_w, py_w = (x.float() + 0.5) * s, (y.float() + 0.5) * s
-    zi, x, y = first_sample(edge)
+    face_w = keys.index_select(0, first.index_select(0, whole))
+    centre = (s - 1) / 2  # from the first sample's centre to the pixel's (exact in float)
+    px_w = first_x.index_select(0, whole).add_(centre)
+    py_w = first_y.index_select(0, whole).add_(centre)
     offs = torch.arange(s, device=zbuf.device)
     sub_off = (offs[:, None] * wp + offs[None, :]).reshape(-1)  # [s * s] (dy, dx) row-major
-    face_e = keys.index_select(0, (zi[:, None] + sub_off).reshape(-1))
+    face_e = keys.index_select(0, (first.index_select(0, edge)[:, None] + sub_off).reshape(-1))
     keep = (face_e >= 1 << 32).nonzero()[:, 0]  # covered: the inverse depth word is positive
     owner = keep // (s * s)
     sub = keep - owner * (s * s)
     dy = sub // s
-    px_e = (x.index_select(0, owner) * s + sub - dy * s).float() + 0.5
-    py_e = (y.index_select(0, owner) * s + dy).float() + 0.5
+    edge_owner = edge.index_select(0, owner)
+    px_e = first_x.index_select(0, edge_owner).add_((sub - dy * s).float())
+    py_e = first_y.index_select(0, edge_owner).add_(dy.float())
     face = torch.cat([face_w, face_e.index_select(0, keep)]).bitwise_and_(0xFFFFFFFF).sub_(1)
-    pix = torch.cat([whole, edge.index_select(0, owner)])
+    pix = torch.cat([whole, edge_owner])
     return pix, face, torch.cat([px_w, px_e]), torch.cat([py_w, py_e]), whole.numel(), edge, owner
