@@ -51,8 +51,10 @@ def main() -> None:
     order = [int((fuv[p] - uv).norm(dim=-1).mean((1, 2)).argmin()) for p in range(a.persons)]
     reproj = float((fuv - uv[order]).norm(dim=-1).mean())
     pa = pa_mpjpe(fj.flatten(0, 1).cpu(), joints[order].flatten(0, 1).cpu())
-    print(f"fit_keypoints {a.frames}x{a.persons} on {a.device}: reprojection {reproj:.2f} px, "
-          f"PA-MPJPE {1000 * pa:.1f} mm, {t2d:.1f} s ({a.iterations} iterations)")
+    print(
+        f"fit_keypoints {a.frames}x{a.persons} on {a.device}: reprojection {reproj:.2f} px, "
+        f"PA-MPJPE {1000 * pa:.1f} mm, {t2d:.1f} s ({a.iterations} iterations)"
+    )
     t0 = time.perf_counter()
     m3 = fit_joints3d(joints, body, iterations=150)
     t3d = time.perf_counter() - t0

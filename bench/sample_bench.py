@@ -65,8 +65,14 @@ def run_variant(name, unet_fp32_state, tiny, dev, frames, steps, clips, prep, sa
     del fn, unet
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    return dict(name=name, frames=frames, s=statistics.median(times[1:]), first=times[0], peak=peak,
-                out=out.float().cpu())
+    return dict(
+        name=name,
+        frames=frames,
+        s=statistics.median(times[1:]),
+        first=times[0],
+        peak=peak,
+        out=out.float().cpu(),
+    )
 
 
 def main() -> None:
@@ -90,18 +96,36 @@ def main() -> None:
         ("16 frames, auto (fp16 + CUDA graphs on CUDA)", 16, {}, {}),
         (f"{long} frames, overlap 4, window_batch=1", long, {}, dict(window_batch=1)),
         (f"{long} frames, overlap 4, window_batch=all", long, {}, dict(window_batch=64)),
-        (f"{long} frames, shifted, window_batch=1", long, {},
-         dict(window_batch=1, window_schedule="shifted")),
-        (f"{long} frames, shifted, window_batch=all", long, {},
-         dict(window_batch=64, window_schedule="shifted")),
-        (f"8 GiB card: fp16 eager, {long} frames, window_batch=1", long, dict(dtype="fp16", mode="eager"),
-         dict(window_batch=1)),
+        (
+            f"{long} frames, shifted, window_batch=1",
+            long,
+            {},
+            dict(window_batch=1, window_schedule="shifted"),
+        ),
+        (
+            f"{long} frames, shifted, window_batch=all",
+            long,
+            {},
+            dict(window_batch=64, window_schedule="shifted"),
+        ),
+        (
+            f"8 GiB card: fp16 eager, {long} frames, window_batch=1",
+            long,
+            dict(dtype="fp16", mode="eager"),
+            dict(window_batch=1),
+        ),
     ]
     if not cuda:  # fp16 kernels are missing or slow on CPUs: smoke-test the paths in fp32
         variants = [(n, f, {**p, "dtype": "fp32"}, k) for n, f, p, k in variants]
     if args.compile:
-        variants.append(("16 frames, fp16 compile_cuda_graph", 16,
-                         dict(dtype="fp16", mode="compile_cuda_graph" if cuda else "compile"), {}))
+        variants.append(
+            (
+                "16 frames, fp16 compile_cuda_graph",
+                16,
+                dict(dtype="fp16", mode="compile_cuda_graph" if cuda else "compile"),
+                {},
+            )
+        )
     rows = []
     for name, frames, prep, kw in variants:
         try:
@@ -132,8 +156,9 @@ def main() -> None:
     if args.write:
         path = os.path.join(os.path.dirname(__file__), "RESULTS.md")
         with open(path, "a") as f:
-            f.write("\n## Sampling through the library: prepare_unet + sample_video "
-                    "(`bench/sample_bench.py`)\n\n")
+            f.write(
+                "\n## Sampling through the library: prepare_unet + sample_video (`bench/sample_bench.py`)\n\n"
+            )
             f.write(table + "\n")
         print(f"appended to {path}")
 

@@ -183,11 +183,18 @@ def main() -> None:
             attention="flash",
         ),
         "fp16_cl_qkv_matmulconv_cudagraph": dict(
-            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True,
-            fused_projections=True, temporal_conv="matmul",
+            dtype=torch.float16,
+            cfg_batched=True,
+            mode="cuda_graph",
+            channels_last=True,
+            fused_projections=True,
+            temporal_conv="matmul",
         ),  # fmt: skip
         "fp16_cl_qkv_compile_cudagraph": dict(
-            dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph", channels_last=True,
+            dtype=torch.float16,
+            cfg_batched=True,
+            mode="compile_cuda_graph",
+            channels_last=True,
             fused_projections=True,
         ),  # fmt: skip
         "fp16_cl_compile": dict(dtype=torch.float16, cfg_batched=True, mode="compile", channels_last=True),

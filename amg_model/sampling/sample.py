@@ -171,7 +171,11 @@ def sample_video(
     if len(first) > 1:
         logger.info(
             "sample_video: %d frames in %d windows of %d (%s), %d per UNet call",
-            shape[2], len(first), window, window_schedule, window_batch,
+            shape[2],
+            len(first),
+            window,
+            window_schedule,
+            window_batch,
         )
 
     def predict(t: int, step: int) -> torch.Tensor:
@@ -181,8 +185,8 @@ def sample_video(
         eps = torch.zeros_like(x)
         for group in _window_groups(windows, window_batch):
             k, b = len(group), shape[0]
-            xs = torch.cat([x[:, :, windows[j][0]:windows[j][1]] for j in group])
-            avs = torch.cat([avatar[:, :, windows[j][0]:windows[j][1]] for j in group])
+            xs = torch.cat([x[:, :, windows[j][0] : windows[j][1]] for j in group])
+            avs = torch.cat([avatar[:, :, windows[j][0] : windows[j][1]] for j in group])
             c = cond.expand(b, -1, -1).repeat(k, 1, 1)
             u = uncond.expand(b, -1, -1).repeat(k, 1, 1)
             eps_k = guided_eps(unet, xs, avs, t, c, u, guidance, model_dtype)
@@ -216,5 +220,5 @@ def _window_groups(windows: list[tuple[int, int]], window_batch: int) -> list[li
     for idx in by_length.values():
         n = -(-len(idx) // window_batch)
         size = -(-len(idx) // n)
-        groups += [idx[i:i + size] for i in range(0, len(idx), size)]
+        groups += [idx[i : i + size] for i in range(0, len(idx), size)]
     return groups

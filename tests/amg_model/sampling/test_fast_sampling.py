@@ -75,10 +75,12 @@ def test_batched_windows_equal_sequential_windows_on_a_real_unet():
     model = tiny_unet(seed=2).eval()
     avatar, cond, uncond = _inputs(24, dim=model.context_dim, h=8)
     for schedule in ("overlap", "shifted"):
-        one = sample_video(model, avatar, cond, uncond, steps=2, seed=0, window=8, window_schedule=schedule,
-                           window_batch=1)
-        many = sample_video(model, avatar, cond, uncond, steps=2, seed=0, window=8, window_schedule=schedule,
-                            window_batch=4)
+        one = sample_video(
+            model, avatar, cond, uncond, steps=2, seed=0, window=8, window_schedule=schedule, window_batch=1
+        )
+        many = sample_video(
+            model, avatar, cond, uncond, steps=2, seed=0, window=8, window_schedule=schedule, window_batch=4
+        )
         assert torch.allclose(one, many, atol=1e-4 * one.abs().max().item())
 
 

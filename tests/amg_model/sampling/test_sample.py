@@ -54,8 +54,13 @@ def test_float32_path_close_to_reference():
     noise = torch.randn(2, 4, 4, 3, 3)
     out = sample_video(FrameLocalToy(), avatar, cond, uncond, steps=10, guidance=3.0, noise=noise)
     ref = reference_ddim(
-        FrameLocalToy(), noise.double(), avatar.double(), cond.double(), uncond.double(),
-        list(range(901, 0, -100)), 3.0,
+        FrameLocalToy(),
+        noise.double(),
+        avatar.double(),
+        cond.double(),
+        uncond.double(),
+        list(range(901, 0, -100)),
+        3.0,
     )
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-4)
@@ -89,8 +94,15 @@ def test_seed_is_deterministic_and_matters():
 def test_callback_reports_steps_and_can_cancel():
     avatar, cond, uncond = _inputs(torch.float32)
     seen = []
-    sample_video(FrameLocalToy(), avatar, cond, uncond, steps=4, seed=0,
-                 callback=lambda i, n, t, x, x0: seen.append((i, n, t, x.shape, x0.shape)))
+    sample_video(
+        FrameLocalToy(),
+        avatar,
+        cond,
+        uncond,
+        steps=4,
+        seed=0,
+        callback=lambda i, n, t, x, x0: seen.append((i, n, t, x.shape, x0.shape)),
+    )
     assert [s[:3] for s in seen] == [(0, 4, 751), (1, 4, 501), (2, 4, 251), (3, 4, 1)]
     assert all(s[3] == s[4] == (2, 4, 4, 3, 3) for s in seen)
 
