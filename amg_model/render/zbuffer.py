@@ -106,7 +106,7 @@ def rasterize_zbuffer(
     inv0 = t[12] * xs + t[13] * gy + t[14]  # inverse depth at the span's first pixel
     slope = t[12]
     row_base = base.index_select(0, tri) + gy.long() * wp + xs.long()
-    face_word = (idx + 1).index_select(0, tri)  # face index + 1, so that 0 is "nothing"
+    face_word = (idx + 1).int().index_select(0, tri)  # face index + 1, so that 0 is "nothing"
 
     # Spans longer than _SPAN pixels are cut into pieces of _SPAN (the last one shorter).
     wide = (count > _SPAN).nonzero()[:, 0]
@@ -142,10 +142,13 @@ def rasterize_zbuffer(
         step = max(1, max_fragments // length)
         for s0 in range(start, start + count, step):
             sel = slice(s0, min(start + count, s0 + step))
-            inv_depth = torch.addcmul(inv0[sel, None], slope[sel, None], offset_f)
-            # key = (inverse depth bits << 32) | face: the two 32-bit words side by side, read
-            # as one int64. Inverse depth is positive, so its bits order like the value.
-            key = (inv_depth.view(torch.int32).long() << 32).add_(face_word[sel, None])
+            # key = (inverse depth bits << 32) | face: the two 32-bit words written side by side
+            # (little-endian: the face is the low word), read as one int64. Inverse depth is
+            # positive, so its bits order like the value.
+            words = torch.empty(sel.stop - sel.start, length, 2, dtype=torch.int32, device=device)
+            torch.addcmul(inv0[sel, None], slope[sel, None], offset_f, out=words[..., 1].view(torch.float32))
+            words[..., 0] = face_word[sel, None]
+            key = words.view(torch.int64)
             zbuf.scatter_reduce_(0, (row_base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
         start += count
     return zbuf.view(n_frames, hp, wp)
