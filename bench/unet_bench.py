@@ -23,7 +23,6 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import amg_model.model.channels_last as channels_last_forward  # noqa: E402
 from amg_model.model.fast import FastUNet  # noqa: E402
 from amg_model.sampling.sample import sample_video  # noqa: E402
 
@@ -146,68 +145,32 @@ def main() -> None:
     peak = 20 * 2 * 8192**3 / (time.perf_counter() - t0) / 1e12
     del a, b
 
+    def variant(mode: str, dtype=torch.float16, cl: bool = False, qkv: bool = False, **kw) -> dict:
+        """FastUNet settings of one variant; guidance batched unless ``cfg_batched=False``."""
+        spec = dict(dtype=dtype, mode=mode, cfg_batched=True, **kw)
+        if cl:
+            spec.update(channels_last=True, fused_projections=qkv)
+        return spec
+
     variants = {
-        "orig_fp32_autocast_2calls": dict(
-            dtype=torch.float32, autocast=True, cfg_batched=False, mode="eager"
-        ),
-        "fp16_batched": dict(dtype=torch.float16, cfg_batched=True, mode="eager"),
-        "bf16_batched": dict(dtype=torch.bfloat16, cfg_batched=True, mode="eager"),
-        "fp16_channels_last": dict(dtype=torch.float16, cfg_batched=True, mode="eager", channels_last=True),
-        "fp16_cl_compile_cudagraph": dict(
-            dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph", channels_last=True
-        ),
-        "fp16_cl_flash_cudagraph": dict(
-            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True, attention="flash"
-        ),
-        "fp16_cl_qkv_cudagraph": dict(
-            dtype=torch.float16,
-            cfg_batched=True,
-            mode="cuda_graph",
-            channels_last=True,
-            fused_projections=True,
-        ),  # fmt: skip
-        "fp16_cl_qkv_flash_cudagraph": dict(
-            dtype=torch.float16,
-            cfg_batched=True,
-            mode="cuda_graph",
-            channels_last=True,
-            fused_projections=True,
-            attention="flash",
-        ),
-        "fp16_cl_qkv_flash": dict(
-            dtype=torch.float16,
-            cfg_batched=True,
-            mode="eager",
-            channels_last=True,
-            fused_projections=True,
-            attention="flash",
-        ),
-        "fp16_cl_qkv_matmulconv_cudagraph": dict(
-            dtype=torch.float16,
-            cfg_batched=True,
-            mode="cuda_graph",
-            channels_last=True,
-            fused_projections=True,
-            temporal_conv="matmul",
-        ),  # fmt: skip
-        "fp16_cl_qkv_compile_cudagraph": dict(
-            dtype=torch.float16,
-            cfg_batched=True,
-            mode="compile_cuda_graph",
-            channels_last=True,
-            fused_projections=True,
-        ),  # fmt: skip
-        "fp16_cl_compile": dict(dtype=torch.float16, cfg_batched=True, mode="compile", channels_last=True),
-        "fp16_cudagraph": dict(dtype=torch.float16, cfg_batched=True, mode="cuda_graph"),
-        "fp16_cl_cudagraph": dict(
-            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", channels_last=True
-        ),
-        "fp16_cudagraph_nobench": dict(
-            dtype=torch.float16, cfg_batched=True, mode="cuda_graph", cudnn_benchmark=False
-        ),
-        "fp16_compile": dict(dtype=torch.float16, cfg_batched=True, mode="compile"),
-        "fp16_compile_cudagraph": dict(dtype=torch.float16, cfg_batched=True, mode="compile_cuda_graph"),
-        "bf16_compile_cudagraph": dict(dtype=torch.bfloat16, cfg_batched=True, mode="compile_cuda_graph"),
+        "orig_fp32_autocast_2calls": variant("eager", torch.float32, autocast=True, cfg_batched=False),
+        "fp16_batched": variant("eager"),
+        "bf16_batched": variant("eager", torch.bfloat16),
+        "fp16_cudagraph": variant("cuda_graph"),
+        "fp16_cudagraph_nobench": variant("cuda_graph", cudnn_benchmark=False),
+        "fp16_compile": variant("compile"),
+        "fp16_compile_cudagraph": variant("compile_cuda_graph"),
+        "bf16_compile_cudagraph": variant("compile_cuda_graph", torch.bfloat16),
+        # the channels-last forward (cl), with fused q/k/v weights (qkv), flash attention forced (flash)
+        "fp16_channels_last": variant("eager", cl=True),
+        "fp16_cl_cudagraph": variant("cuda_graph", cl=True),
+        "fp16_cl_flash_cudagraph": variant("cuda_graph", cl=True, attention="flash"),
+        "fp16_cl_qkv_cudagraph": variant("cuda_graph", cl=True, qkv=True),
+        "fp16_cl_qkv_flash_cudagraph": variant("cuda_graph", cl=True, qkv=True, attention="flash"),
+        "fp16_cl_qkv_flash": variant("eager", cl=True, qkv=True, attention="flash"),
+        "fp16_cl_compile": variant("compile", cl=True),
+        "fp16_cl_compile_cudagraph": variant("compile_cuda_graph", cl=True),
+        "fp16_cl_qkv_compile_cudagraph": variant("compile_cuda_graph", cl=True, qkv=True),
     }
     chosen = list(variants) if args.variants == "all" else args.variants.split(",")
 
@@ -225,7 +188,6 @@ def main() -> None:
         autocast = spec.pop("autocast", False)
         cfg_batched = spec.pop("cfg_batched")
         torch.backends.cudnn.benchmark = spec.pop("cudnn_benchmark", True)
-        channels_last_forward.temporal_conv_kind = spec.pop("temporal_conv", "conv3d")
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         model = FastUNet(build_unet(tiny=args.tiny).to(spec["dtype"]).to(dev), **spec, autocast=autocast)

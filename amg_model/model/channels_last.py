@@ -10,7 +10,7 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
 - GroupNorm is computed on the token view (statistics over frames too for temporal layers);
 - spatial transformers work on the token view without copies; temporal transformers copy once
   into ``[B*H*W, F, C]`` and once back (fused with the residual add);
-- temporal 3x1x1 convolutions are three shifted matrix products over the token view;
+- temporal 3x1x1 convolutions are Conv3d calls on the channels-last-3d view of the same memory;
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame.
 
@@ -117,23 +117,6 @@ def group_norm(
     return _image(y.view(n, h * w, c), h, w)
 
 
-def _temporal_conv3(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
-    """A (3, 1, 1) Conv3d over frames (padding 1) of a channels-last ``[B*F, C, H, W]`` tensor."""
-    n, c, h, w = x.shape
-    b, hw = n // frames, h * w
-    cout = conv.out_channels
-    taps = conv.weight[:, :, :, 0, 0]  # [Cout, Cin, 3]: tap k reads frame f + k - 1
-    flat = _tokens(x).reshape(n * hw, c)
-    centre = taps[:, :, 1].t()
-    out = torch.addmm(conv.bias, flat, centre) if conv.bias is not None else flat @ centre
-    if frames > 1:
-        xv = flat.view(b, frames * hw, c)
-        ov = out.view(b, frames * hw, cout)
-        ov[:, hw:].baddbmm_(xv[:, :-hw], taps[:, :, 0].t().expand(b, c, cout))
-        ov[:, :-hw].baddbmm_(xv[:, hw:], taps[:, :, 2].t().expand(b, c, cout))
-    return _image(out.view(n, hw, cout), h, w)
-
-
 def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
     """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy)."""
     n, c, h, w = x.shape
@@ -144,15 +127,11 @@ def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> tor
     return y.reshape(n, -1, h, w)
 
 
-TEMPORAL_CONV = {"matmul": _temporal_conv3, "conv3d": _temporal_conv3d}
-temporal_conv_kind = "conv3d"  # measured faster on an H100 (cuDNN's channels-last-3d kernels)
-
-
 def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
     """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual."""
     h = x
     for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
-        h = TEMPORAL_CONV[temporal_conv_kind](group_norm(h, block[0], frames, silu=True), block[-1], frames)
+        h = _temporal_conv3d(group_norm(h, block[0], frames, silu=True), block[-1], frames)
     return h.add_(x)
 
 
@@ -208,21 +187,15 @@ def _transformer_block(
     return x + _feed_forward(block.ff, block.norm3(x))
 
 
-def _project(layer: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    if isinstance(layer, torch.nn.Conv2d):  # a 1x1 convolution is a linear map of each token
-        return F.linear(tokens, layer.weight[:, :, 0, 0], layer.bias)
-    return layer(tokens)
-
-
 def spatial_transformer(
     model: torch.nn.Module, x: torch.Tensor, context: torch.Tensor, attention: Attention, frames: int
 ) -> torch.Tensor:
     """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text."""
     n, c, h, w = x.shape
-    t = _project(model.proj_in, _tokens(group_norm(x, model.norm)))
+    t = model.proj_in(_tokens(group_norm(x, model.norm)))
     for block in model.transformer_blocks:
         t = _transformer_block(block, t, context, attention, frames)
-    t = _project(model.proj_out, t)
+    t = model.proj_out(t)
     return _image(t, h, w).add_(x)
 
 
@@ -248,6 +221,15 @@ def _upsample(up: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None
     else:
         x = F.interpolate(x, size=size, mode="nearest")
     return up.conv(x)
+
+
+def _layers(block: torch.nn.Module) -> zip:
+    """A down or up block's (resnet, temporal conv, spatial transformer, temporal transformer) per
+    layer; the transformers are None in blocks without attention."""
+    none = [None] * len(block.resnets)
+    attentions = getattr(block, "attentions", None) or none
+    temp_attentions = getattr(block, "temp_attentions", None) or none
+    return zip(block.resnets, block.temp_convs, attentions, temp_attentions, strict=True)
 
 
 def unet_forward(
@@ -282,11 +264,7 @@ def unet_forward(
 
     skips = [x]
     for block in unet.down_blocks:
-        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
-        temp_attentions = getattr(block, "temp_attentions", None) or [None] * len(block.resnets)
-        for resnet, temp_conv, attn, temp_attn in zip(
-            block.resnets, block.temp_convs, attentions, temp_attentions, strict=True
-        ):
+        for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
             if attn is not None:
                 x = spatial_transformer(attn, x, context, attention, frames)
@@ -307,11 +285,7 @@ def unet_forward(
         x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
 
     for block in unet.up_blocks:
-        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
-        temp_attentions = getattr(block, "temp_attentions", None) or [None] * len(block.resnets)
-        for resnet, temp_conv, attn, temp_attn in zip(
-            block.resnets, block.temp_convs, attentions, temp_attentions, strict=True
-        ):
+        for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = torch.cat([x, skips.pop()], dim=1)
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
             if attn is not None:

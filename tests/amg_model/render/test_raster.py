@@ -196,14 +196,18 @@ def test_large_triangle_area_with_tiles():
     assert out.image[0, 32, 32].tolist() == [1.0, 1.0, 1.0]
 
 
+def _random_triangles(count: int, size: int, frames: int, seed: int):
+    """Screen-space triangles (x, y in pixels, depth 1-2) spread over ``frames`` frames."""
+    g = torch.Generator().manual_seed(seed)
+    tx, ty = torch.rand(count, 3, generator=g) * size, torch.rand(count, 3, generator=g) * size
+    return tx, ty, 1 + torch.rand(count, 3, generator=g), torch.arange(count) % frames
+
+
 def test_zbuffer_reuses_a_dirty_buffer():
     """A reused z-buffer buffer (garbage from an earlier chunk) gives the same keys as a fresh one."""
     from amg_model.render.zbuffer import BLOCK_PAD, rasterize_zbuffer
 
-    torch.manual_seed(0)
-    tx, ty = torch.rand(40, 3) * 30, torch.rand(40, 3) * 30
-    tz = 1 + torch.rand(40, 3)
-    tri_frame = torch.arange(40) % 2
+    tx, ty, tz, tri_frame = _random_triangles(40, 30, 2, seed=0)
     fresh = rasterize_zbuffer(tx, ty, tz, tri_frame, 2, 30, 30, 0.01, False)
     buffer = torch.full((3 * (30 + BLOCK_PAD) ** 2,), 12345, dtype=torch.long)
     reused = rasterize_zbuffer(tx, ty, tz, tri_frame, 2, 30, 30, 0.01, False, buffer)
@@ -266,10 +270,7 @@ def test_per_vertex_lighting_of_a_plane_facing_the_camera():
 def test_zbuffer_pass_size_does_not_change_coverage():
     from amg_model.render.zbuffer import rasterize_zbuffer
 
-    torch.manual_seed(1)
-    tx, ty = torch.rand(300, 3) * 60, torch.rand(300, 3) * 60
-    tz = 1 + torch.rand(300, 3)
-    tri_frame = torch.arange(300) % 3
+    tx, ty, tz, tri_frame = _random_triangles(300, 60, 3, seed=1)
     big = rasterize_zbuffer(tx, ty, tz, tri_frame, 3, 60, 60, 0.01, False)
     small = rasterize_zbuffer(tx, ty, tz, tri_frame, 3, 60, 60, 0.01, False, max_fragments=64)
     assert torch.equal(big, small)
