@@ -182,7 +182,9 @@ def timed(fn, clips: int, dev: torch.device, name: str):
     return times, out, peak
 
 
-def standalone_row(name, state, tiny, dev, job, clips, precision="auto", mode="auto") -> dict:
+def standalone_row(
+    name, state, tiny, dev, job, clips, precision="auto", mode="auto", profile: bool = False
+) -> dict:
     """The library path: prepare_unet + sample_video on the job."""
     from amg_model.model.runtime import prepare_unet
     from amg_model.sampling.sample import sample_video
@@ -199,6 +201,8 @@ def standalone_row(name, state, tiny, dev, job, clips, precision="auto", mode="a
         )
 
     times, out, peak = timed(clip, clips, dev, name)
+    if profile and dev.type == "cuda":
+        print_gpu_timeline(clip, name)
     # ComfyUI's start and end on this UNet: noise * sqrt(1 - alpha_bar(t0)) in, the last x0 prediction out
     t0 = ddim_timesteps(job["steps"])[0]
     x0 = []
@@ -223,6 +227,67 @@ def print_python_profile(fn, what: str, rows: int = 25) -> None:
     prof.disable()
     print(f"\nPython profile of one clip, {what} (own time, top {rows}):")
     pstats.Stats(prof).sort_stats("tottime").print_stats(rows)
+
+
+def print_gpu_timeline(fn, what: str, rows: int = 12) -> None:
+    """Profile one clip on CUDA: wall time against GPU busy time, the largest idle gaps of the GPU and
+    the CPU work (op and innermost Python frame outside torch) that ran while the GPU waited."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+        fn()
+        torch.cuda.synchronize()
+    events = prof.events()
+    kernels = sorted(
+        (e.time_range.start, e.time_range.end, e.name) for e in events if e.device_type == DeviceType.CUDA
+    )
+    cpu = [e for e in events if e.device_type == DeviceType.CPU]
+    if not kernels or not cpu:
+        print(f"\nGPU timeline of one clip, {what}: no kernel events recorded")
+        return
+    start, end = min(e.time_range.start for e in cpu), max(e.time_range.end for e in cpu)
+    busy, gaps, last = 0.0, [], start
+    for k0, k1, _ in kernels:
+        if k0 > last:
+            gaps.append((last, k0))
+        busy += max(0.0, k1 - max(k0, last))
+        last = max(last, k1)
+    wall = end - start
+    big = [g for g in gaps if g[1] - g[0] > 200]
+
+    def frame(e) -> str:
+        for f in e.stack or ():
+            if "/torch/" not in f and "profiler" not in f:
+                return f.split("/")[-1]
+        return "-"
+
+    blame: dict[tuple[str, str], float] = {}
+    for g0, g1 in big:
+        for e in cpu:
+            overlap = min(g1, e.time_range.end) - max(g0, e.time_range.start)
+            if overlap > 0:
+                key = (e.name, frame(e))
+                blame[key] = blame.get(key, 0.0) + overlap
+    per_kernel: dict[str, float] = {}
+    for k0, k1, name in kernels:
+        per_kernel[name] = per_kernel.get(name, 0.0) + k1 - k0
+    print(f"\nGPU timeline of one clip, {what}:")
+    idle_in_gaps = sum(b - a for a, b in big) / 1e3
+    print(
+        f"  wall {wall / 1e3:.1f} ms, GPU busy {busy / 1e3:.1f} ms ({len(kernels)} kernels), "
+        f"idle {(wall - busy) / 1e3:.1f} ms; {len(big)} gaps over 0.2 ms totalling {idle_in_gaps:.1f} ms"
+    )
+    print("  largest gaps (ms from the clip's start: length ms):")
+    for g0, g1 in sorted(big, key=lambda g: g[0] - g[1])[:rows]:
+        print(f"    {(g0 - start) / 1e3:8.1f}: {(g1 - g0) / 1e3:.2f}")
+    print("  CPU ops running during gaps over 0.2 ms (nested ops counted in each; ms, op, frame):")
+    for (name, where), t in sorted(blame.items(), key=lambda kv: -kv[1])[: 4 * rows]:
+        print(f"    {t / 1e3:8.2f}  {name[:60]}  {where}")
+    print("  kernels with the most GPU time (ms):")
+    for name, t in sorted(per_kernel.items(), key=lambda kv: -kv[1])[:rows]:
+        print(f"    {t / 1e3:8.2f}  {name[:100]}")
 
 
 def comfy_row(
@@ -257,6 +322,8 @@ def comfy_row(
     times, out, peak = timed(clip, clips, dev, name)
     if profile:
         print_python_profile(clip, name)
+        if dev.type == "cuda":
+            print_gpu_timeline(clip, name)
     mm.unload_all_models()
     mm.soft_empty_cache()
     latent = (out.float().cpu() * scale).permute(frames_first).unsqueeze(0)  # back to [1, 4, F, h, w], scaled
@@ -282,7 +349,11 @@ def main() -> None:
         help="ComfyUI weight dtype (default fp16 on CUDA, fp32 on the CPU, as the standalone default)",
     )  # fmt: skip
     ap.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
-    ap.add_argument("--profile", action="store_true", help="print a Python profile of one ComfyUI clip")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="print a Python profile of one ComfyUI clip and, on CUDA, the GPU timeline of both paths",
+    )
     args = ap.parse_args()
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
@@ -307,7 +378,7 @@ def main() -> None:
     )
     auto_mode = "fp16 + CUDA graphs" if cuda else "fp32 eager"
     paths = [
-        (standalone_row, f"standalone: prepare_unet auto ({auto_mode})", {}),
+        (standalone_row, f"standalone: prepare_unet auto ({auto_mode})", dict(profile=args.profile)),
         *([(standalone_row, "standalone: fp16 eager", dict(precision="fp16", mode="eager"))] if cuda else []),
         (comfy_row, "ComfyUI: wrap_unet + comfy.sample ddim/ddim_uniform",
          dict(comfy=comfy, model_mod=model_mod, edges=edges, weight_dtype=weight_dtype,

@@ -9,6 +9,7 @@ with guidance in 16-frame windows, VAE decoding). Variants: everything resident 
 job needs from a card) and the wall time of the second run.
 
     python bench/memory_bench.py [--frames 64] [--steps 20]
+    python bench/memory_bench.py --device cpu --tiny --frames 8 --steps 1   # smoke test of this script
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--tiny", action="store_true", help="tiny UNet, for a smoke test of this script")
     args = ap.parse_args()
     torch.set_num_threads(4)
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
@@ -47,28 +51,33 @@ def main() -> None:
     frames = torch.rand(args.frames, 256, 256, 3)
     print(f"{'variant':40s} {'peak GiB':>9s} {'s (2nd run)':>12s}")
     for name, memory in (("all on the GPU", None), ("MemoryOptions.low_vram()", MemoryOptions.low_vram())):
-        unet = prepare_unet(build_unet(), dev)
+        unet = prepare_unet(build_unet(tiny=args.tiny), dev)
         if memory is None:
             vae.to(dev)
             text.to(dev)
         else:
             vae.cpu()
             text.cpu()
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
         run_time = 0.0
         for _ in range(2):
-            torch.cuda.reset_peak_memory_stats()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             out = generate_video(
                 unet, vae, text, frames, "a person", steps=args.steps, device=dev, memory=memory
             )
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             run_time = time.perf_counter() - t0
-        peak = torch.cuda.max_memory_allocated() / GIB
+        peak = torch.cuda.max_memory_allocated() / GIB if cuda else float("nan")
         print(f"{name:40s} {peak:9.2f} {run_time:12.2f}   output {tuple(out.shape)}", flush=True)
         del unet
-        torch.cuda.empty_cache()
-    print(f"card: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+        if cuda:
+            torch.cuda.empty_cache()
+    card = torch.cuda.get_device_name() if cuda else "CPU"
+    print(f"card: {card}, torch {torch.__version__}")
 
 
 if __name__ == "__main__":

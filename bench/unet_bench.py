@@ -93,6 +93,12 @@ def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
     kernels = sum(e.count for e in events)
     print(f"  GPU time of one {model.mode} call: {total / 1e3:.1f} ms in {kernels} kernels")
     print(events.table(sort_by="device_time_total", row_limit=25, max_name_column_width=90))
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+        forward(x, t, ctx)
+        torch.cuda.synchronize()
+    print("  operators by the GPU time of the kernels they launch themselves, per input shapes:")
+    by_op = prof.key_averages(group_by_input_shape=True)
+    print(by_op.table(sort_by="self_device_time_total", row_limit=40, max_name_column_width=40))
 
 
 def measure(fn, clips: int):
@@ -147,7 +153,8 @@ def main() -> None:
 
     def variant(mode: str, dtype=torch.float16, cl: bool = False, qkv: bool = False, **kw) -> dict:
         """FastUNet settings of one variant; guidance batched unless ``cfg_batched=False``."""
-        spec = dict(dtype=dtype, mode=mode, cfg_batched=True, **kw)
+        spec = dict(dtype=dtype, mode=mode, cfg_batched=True)
+        spec.update(kw)
         if cl:
             spec.update(channels_last=True, fused_projections=qkv)
         return spec
