@@ -390,6 +390,8 @@ def _on_device(model, name: str, device: torch.device, memory: MemoryOptions) ->
         if module is not None:
             logger.debug("%s -> %s", name, memory.offload_device)
             module.to(device=torch.device(memory.offload_device))
+            if hasattr(model, "release_graphs"):  # their memory would stay on the device
+                model.release_graphs()
         _free_device_cache(device)
 
 
@@ -463,6 +465,8 @@ def generate_video(
         for model in (text_encoder, vae, unet):
             if (module := _movable_module(model)) is not None:
                 module.to(device=torch.device(memory.offload_device))
+                if hasattr(model, "release_graphs"):
+                    model.release_graphs()
         _free_device_cache(device)
     window = memory.window_kwargs()
     with _on_device(text_encoder, "text encoder", device, memory):

@@ -121,6 +121,7 @@ class AMGDiffusionModel(torch.nn.Module):
         if self._layers is None:  # ComfyUI's cast-aware layers (all that hold weights)
             self._layers = [m for m in unet.modules() if hasattr(m, "comfy_cast_weights")]
         if not (video.is_cuda and self._layers and _plain_weights(self._layers, video.device, video.dtype)):
+            self.release_graphs()  # weights cast, offloaded or patched per call: the graphs are stale
             return self.amg(video, t, text)
         if self._graphed is None:
             from amg_model.model.channels_last import unet_forward
@@ -132,6 +133,11 @@ class AMGDiffusionModel(torch.nn.Module):
             )
         with torch.no_grad():
             return self._graphed(video, t, text)
+
+    def release_graphs(self) -> None:
+        """Free the CUDA graphs and the activation memory they hold (the model leaves the GPU)."""
+        if self._graphed is not None:
+            self._graphed.release()
 
     def _avatar_frames(self, avatar, chunks: int, frames: int, transformer_options: dict) -> torch.Tensor:
         if avatar is None:
@@ -189,6 +195,11 @@ class AMGVideoModel(comfy.model_base.BaseModel):
         self.diffusion_model = AMGDiffusionModel(unet)
 
     def extra_conds(self, **kwargs):
+        cross_attn = kwargs.get("cross_attn")
+        if cross_attn is not None:
+            # On the compute device once per sampling run: from the CPU, ComfyUI would copy it at every
+            # step, and a copy from pageable memory waits for the GPU to finish the previous step.
+            kwargs["cross_attn"] = cross_attn.to(kwargs["device"])
         out = super().extra_conds(**kwargs)
         avatar = kwargs.get("concat_latent_image")
         noise = kwargs.get("noise")
@@ -252,7 +263,18 @@ def wrap_unet(
         "amg_frame_batch_context_windows",
         _frame_batch_context_windows,
     )
+    patcher.add_callback_with_key(
+        comfy.patcher_extension.CallbacksMP.ON_DETACH, "amg_release_graphs", _release_graphs
+    )
     return patcher
+
+
+def _release_graphs(patcher: comfy.model_patcher.ModelPatcher, unpatch_all: bool) -> None:
+    """ON_DETACH callback: when the weights leave the GPU, so does the memory of the CUDA graphs
+    (ComfyUI empties the CUDA cache after unloading). A detach that keeps the weights in place (a
+    clone of the patcher replaced by another, ``unpatch_all=False``) keeps the graphs."""
+    if unpatch_all:
+        patcher.model.diffusion_model.release_graphs()
 
 
 class AMGLoadModel(io.ComfyNode):

@@ -58,33 +58,52 @@ class _GraphedCall:
 
 
 class GraphedForward:
-    """``fn(*tensors)`` replayed from CUDA graphs: one per input shapes and weight addresses.
+    """``fn(*tensors)`` replayed from CUDA graphs: one per input shapes, for the current weights.
 
     A graph reads the weights of ``module`` from the addresses they had when it was captured.
-    Keying on those addresses makes a moved or replaced weight (offloading, a patched copy) lead
-    to a new capture instead of a wrong result; in-place edits of a weight are seen by the graph.
-    The ``max_graphs`` most recently used graphs are kept (each holds its own activation memory).
+    When any weight has moved or been replaced (offloading, a patched copy) every graph is
+    dropped, with the activation memory it holds, and the next call captures again; in-place
+    edits of a weight are seen by the graphs. The ``max_graphs`` most recently used input
+    shapes keep their graphs. ``capture(fn, args)`` makes one graph (tests pass a stand-in).
     """
 
-    def __init__(self, fn: Callable, module: torch.nn.Module | None = None, max_graphs: int = 4):
+    def __init__(
+        self,
+        fn: Callable,
+        module: torch.nn.Module | None = None,
+        max_graphs: int = 4,
+        capture: Callable[[Callable, tuple[torch.Tensor, ...]], Callable] = _GraphedCall,
+    ):
         self.fn = fn
         self.max_graphs = max_graphs
-        self._graphs: dict[tuple, _GraphedCall] = {}
+        self.capture = capture
+        self._graphs: dict[tuple, Callable] = {}
+        self._weights: tuple[int, ...] = ()
         # (owner dict, name) of every parameter and buffer: a replaced tensor is found by name
         self._slots = []
         for m in module.modules() if module is not None else ():
             for table in (m._parameters, m._buffers):
                 self._slots += [(table, name) for name, t in table.items() if t is not None]
 
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    def release(self) -> None:
+        """Drop every graph and the memory it holds (call ``torch.cuda.empty_cache`` to return it)."""
+        self._graphs.clear()
+
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        weights = tuple(table[name].data_ptr() for table, name in self._slots)
+        if weights != self._weights:  # graphs of the old addresses would read freed or stale memory
+            self.release()
+            self._weights = weights
         key = tuple((tuple(a.shape), a.dtype) for a in args)
-        key += tuple(table[name].data_ptr() for table, name in self._slots)
         graph = self._graphs.pop(key, None)
         if graph is None:
             while len(self._graphs) >= self.max_graphs:
                 self._graphs.pop(next(iter(self._graphs)))
             log.info("capturing a CUDA graph of the UNet for input shape %s", tuple(args[0].shape))
-            graph = _GraphedCall(self.fn, args)
+            graph = self.capture(self.fn, args)
         self._graphs[key] = graph  # most recently used last
         return graph(*args)
 
@@ -144,6 +163,10 @@ class FastUNet:
             if self.channels_last:
                 return unet_forward(self.unet, x, t, context, self.attention)
             return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+
+    def release_graphs(self) -> None:
+        """Free the CUDA graphs of mode "cuda_graph" and their activation memory (before offloading)."""
+        self._graphs.release()
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

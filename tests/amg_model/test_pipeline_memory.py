@@ -107,6 +107,24 @@ def test_a_fast_unet_in_eager_mode_is_moved_through_its_module(frames):
     ]  # fmt: skip
 
 
+def test_offloading_a_graphed_unet_frees_its_graphs(frames):
+    from amg_model.model.fast import FastUNet
+
+    unet, vae, text = _models()
+    fast = FastUNet(unet.unet, dtype=torch.float32, mode="cuda_graph")  # on the CPU it runs eagerly
+    log: list = []
+    _record(log, "unet", fast.unet)
+    release = fast.release_graphs
+    fast.release_graphs = lambda: log.append(("unet", "release graphs", None)) or release()
+    pipeline.generate_video(
+        fast, vae, text, frames, "a person", steps=1, device=COMPUTE, memory=MemoryOptions(offload=True)
+    )
+    assert _stages(log) == [
+        ("unet", f"to {OFFLOAD}"), ("unet", "release graphs"), ("unet", f"to {COMPUTE}"), ("unet", "forward"),
+        ("unet", f"to {OFFLOAD}"), ("unet", "release graphs"),
+    ]  # fmt: skip
+
+
 def test_window_and_vae_chunk_settings_reach_the_sampler_and_the_vae(frames):
     unet, vae, text = _models()
     seen_frames, vae_calls = [], []

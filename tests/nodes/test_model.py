@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import HERE, REPO, harness_home
 from graphs import dump, empty_video, output_files, png_size, sample, save_images, text_and_vae
 
 
@@ -136,3 +137,17 @@ def test_ksampler_ddim_matches_the_library_sampler(comfy):
     assert torch.allclose(comfy_out.float(), expected.float(), atol=1e-3, rtol=1e-3), (
         (comfy_out - expected).abs().max()
     )
+
+
+def test_text_conds_on_the_device_and_graphs_freed_on_unload():
+    """ComfyUI's own modules in-process (model_inprocess.py): the text conditioning moves to the device
+    once per run, and unloading the MODEL releases its CUDA graphs while swapping clones keeps them."""
+    import subprocess
+
+    python = harness_home() / "venv" / "bin" / "python"
+    script = HERE / "model_inprocess.py"
+    run = subprocess.run(
+        [str(python), str(script), str(harness_home() / "ComfyUI"), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stdout[-2000:] + run.stderr[-2000:]

@@ -117,6 +117,33 @@ def test_fused_projections_keep_the_function_and_the_state_dict(unet):
     assert (out - ref).norm() < 1e-5 * ref.norm()
 
 
+def test_graphed_forward_keeps_graphs_per_shape_and_drops_them_when_weights_move():
+    from amg_model.model.fast import GraphedForward
+
+    captured = []
+
+    def capture(fn, args):  # stands in for a CUDA graph: records the capture, then calls fn
+        captured.append(tuple(args[0].shape))
+        return fn
+
+    lin = torch.nn.Linear(8, 8)
+    graphed = GraphedForward(lambda x: lin(x), lin, max_graphs=2, capture=capture)
+    a, b, c = torch.randn(1, 8), torch.randn(2, 8), torch.randn(3, 8)
+    with torch.no_grad():
+        for x in (a, b, a, b):
+            torch.testing.assert_close(graphed(x), lin(x))
+        assert captured == [(1, 8), (2, 8)] and len(graphed) == 2
+        graphed(c)  # a third shape evicts the least recently used one (a)
+        graphed(b)
+        graphed(a)
+        assert captured == [(1, 8), (2, 8), (3, 8), (1, 8)] and len(graphed) == 2
+        lin.weight = torch.nn.Parameter(torch.randn(8, 8))  # moved or replaced: every graph is stale
+        torch.testing.assert_close(graphed(b), lin(b))
+        assert captured[-1] == (2, 8) and len(graphed) == 1
+        graphed.release()
+        assert len(graphed) == 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_graphed_forward_follows_replaced_and_edited_weights():
     from amg_model.model.fast import GraphedForward
@@ -130,3 +157,7 @@ def test_graphed_forward_follows_replaced_and_edited_weights():
         torch.testing.assert_close(graphed(x), lin(x))
         lin.weight.mul_(2.0)  # edited in place: the graph reads the same memory
         torch.testing.assert_close(graphed(x), lin(x))
+        assert len(graphed) == 1  # the graph of the replaced weight was dropped
+        held = torch.cuda.memory_allocated()
+        graphed.release()
+        assert torch.cuda.memory_allocated() < held  # its output and pool went with it
