@@ -25,12 +25,32 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from unet_bench import build_unet  # noqa: E402
 
+from amg_model import pipeline  # noqa: E402
 from amg_model.model.runtime import prepare_unet  # noqa: E402
 from amg_model.model.text import TextEncoder, _text_tower  # noqa: E402
 from amg_model.model.vae import VAEConfig, VideoVAE  # noqa: E402
 from amg_model.pipeline import MemoryOptions, generate_video  # noqa: E402
 
 GIB = 2**30
+
+
+STAGES = ("encode_prompt", "encode_frames", "sample_latents", "decode_latents")
+
+
+def record_stage_peaks(peaks: dict) -> None:
+    """Wrap the pipeline's stage functions: ``peaks[stage]`` = peak GiB allocated during that stage."""
+    for name in STAGES:
+        real = getattr(pipeline, name)
+
+        def staged(*args, _real=real, _name=name, **kwargs):
+            torch.cuda.reset_peak_memory_stats()
+            try:
+                return _real(*args, **kwargs)
+            finally:
+                peak = torch.cuda.max_memory_allocated() / GIB
+                peaks[_name] = max(peaks.get(_name, 0.0), peak)
+
+        setattr(pipeline, name, staged)
 
 
 def main() -> None:
@@ -50,6 +70,9 @@ def main() -> None:
     text = TextEncoder(_text_tower(1024, 24, 49408, 4.0)).eval().requires_grad_(False)
     frames = torch.rand(args.frames, 256, 256, 3)
     print(f"{'variant':40s} {'peak GiB':>9s} {'s (2nd run)':>12s}")
+    stage_peaks: dict = {}
+    if cuda:
+        record_stage_peaks(stage_peaks)
     for name, memory in (("all on the GPU", None), ("MemoryOptions.low_vram()", MemoryOptions.low_vram())):
         unet = prepare_unet(build_unet(tiny=args.tiny), dev)
         if memory is None:
@@ -62,6 +85,7 @@ def main() -> None:
             torch.cuda.empty_cache()
         run_time = 0.0
         for _ in range(2):
+            stage_peaks.clear()
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
@@ -73,6 +97,8 @@ def main() -> None:
             run_time = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated() / GIB if cuda else float("nan")
         print(f"{name:40s} {peak:9.2f} {run_time:12.2f}   output {tuple(out.shape)}", flush=True)
+        if stage_peaks:
+            print("    peak GiB by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in stage_peaks.items()))
         del unet
         if cuda:
             torch.cuda.empty_cache()
