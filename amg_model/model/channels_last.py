@@ -12,7 +12,9 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
   into ``[B*H*W, F, C]`` and once back (fused with the residual add);
 - temporal 3x1x1 convolutions are Conv3d calls on the channels-last-3d view of the same memory;
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
-  cross-attention keys and values are computed once per video instead of once per frame.
+  cross-attention keys and values are computed once per video instead of once per frame; on a GPU
+  the temporal transformers' attention over a few frames uses a kernel for short sequences
+  (:func:`~amg_model.model.short_attention.short_attention`) instead.
 
 The function is the diffusers forward's (same parameters, same operations in another order of
 memory); it is checked against diffusers in the tests.
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from amg_model.model.fused import add_swapped, geglu, group_norm_tokens
+from amg_model.model.short_attention import short_attention, short_attention_applies
 
 Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -199,10 +202,26 @@ def spatial_transformer(
     return _image(t, h, w).add_(x)
 
 
+def temporal_attention(attention: Attention) -> Attention:
+    """``attention`` with sequences of up to 64 tokens sent to :func:`short_attention` where its
+    Triton kernel runs (CUDA); everywhere else (CPU, ``torch.compile``) ``attention`` itself runs."""
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+        if short_attention_applies(q, k, v, heads):
+            return short_attention(q, k, v, heads)
+        return attention(q, k, v, heads)
+
+    return attend
+
+
 def temporal_transformer(
     model: torch.nn.Module, x: torch.Tensor, attention: Attention, frames: int
 ) -> torch.Tensor:
-    """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other."""
+    """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other.
+
+    Attention over the frames uses :func:`temporal_attention` (``attention`` for long clips and on the CPU).
+    """
+    attention = temporal_attention(attention)
     n, c, h, w = x.shape
     b, hw = n // frames, h * w
     tokens = _tokens(x).reshape(b, frames * hw, c)

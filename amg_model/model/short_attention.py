@@ -1,0 +1,124 @@
+"""Multi-head attention over short sequences (a pixel's frames) as one Triton kernel, with a torch fallback.
+
+The temporal transformers attend along frames: a huge number of sequences (videos x pixels x
+heads) of only ``L = frames`` tokens (8 to 32), head width 64. Generic attention kernels tile
+queries and keys by 64 or 128, so for ``L = 16`` most of each tile is padding. Here one Triton
+program computes one (sequence, head) pair in registers: its ``L`` (padded to a power of two
+>= 16) queries, keys and values are read once with their real strides, the scores and the
+weighted sum are two small ``tl.dot`` products, and the softmax is exact (no online rescaling:
+the whole row of scores is in hand). Used for CUDA tensors when Triton is installed and the code is
+not being traced by ``torch.compile``; elsewhere ``scaled_dot_product_attention`` runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from amg_model.model.fused import _use_triton
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the torch version is used
+    triton = None
+
+MAX_LENGTH = 64  # longest sequence (padded to a power of two) the kernel keeps in registers
+MAX_HEAD_DIM = 128
+
+if triton is not None:
+
+    @triton.jit
+    def _short_attention_kernel(
+        q_ptr, k_ptr, v_ptr, o_ptr, heads, lq, lk,
+        sqn, sql, sqc, skn, skl, skc, svn, svl, svc, son, sol,
+        scale,
+        L: tl.constexpr, HEAD_DIM: tl.constexpr, D: tl.constexpr, IEEE: tl.constexpr,
+    ):  # fmt: skip
+        # program = (sequence n, head h), heads fastest so neighbouring programs read neighbouring
+        # channels of the same rows
+        pid = tl.program_id(0)
+        n = (pid // heads).to(tl.int64)
+        h = pid % heads
+        rows = tl.arange(0, L)
+        cols = tl.arange(0, D)
+        ch = h * HEAD_DIM + cols
+        cmask = (cols < HEAD_DIM)[None, :]
+        qmask = (rows < lq)[:, None] & cmask
+        kmask = (rows < lk)[:, None] & cmask
+        q = tl.load(q_ptr + n * sqn + rows[:, None] * sql + ch[None, :] * sqc, mask=qmask, other=0.0)
+        k = tl.load(k_ptr + n * skn + rows[:, None] * skl + ch[None, :] * skc, mask=kmask, other=0.0)
+        v = tl.load(v_ptr + n * svn + rows[:, None] * svl + ch[None, :] * svc, mask=kmask, other=0.0)
+        if IEEE:  # float32 inputs: no TF32 rounding
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            s = tl.dot(q, tl.trans(k))
+        # scale includes log2(e): softmax with exp2; padded keys get no weight
+        s = tl.where((rows < lk)[None, :], s * scale, float("-inf"))
+        p = tl.exp2(s - tl.max(s, axis=1)[:, None])
+        p = p / tl.sum(p, axis=1)[:, None]
+        if IEEE:
+            o = tl.dot(p, v, input_precision="ieee")
+        else:
+            o = tl.dot(p.to(v.dtype), v)
+        out = o_ptr + n * son + rows[:, None] * sol + ch[None, :]
+        tl.store(out, o.to(o_ptr.dtype.element_ty), mask=qmask)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    # the same operations as channels_last.sdpa_attention (not imported: it imports this module)
+    n, lq, c = q.shape
+    d = c // heads
+    q = q.view(n, lq, heads, d).transpose(1, 2)
+    k = k.view(n, k.shape[1], heads, d).transpose(1, 2)
+    v = v.view(n, v.shape[1], heads, d).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(n, lq, c)
+
+
+def short_attention_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> bool:
+    """Whether :func:`short_attention` runs its Triton kernel for these inputs (else it runs SDPA)."""
+    d = q.shape[-1] // heads
+    return (
+        _use_triton(q, k, v)
+        and q.numel() > 0
+        and max(q.shape[1], k.shape[1]) <= MAX_LENGTH
+        and d <= MAX_HEAD_DIM
+        and q.dtype == k.dtype == v.dtype
+        and q.dtype in (torch.float16, torch.bfloat16, torch.float32)
+    )
+
+
+def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head attention on token arrays for short sequences: ``q [N, Lq, C]``, ``k, v [N, Lk, C]``
+    -> ``[N, Lq, C]`` (contiguous), ``softmax(q k^T / sqrt(C / heads)) v`` per head.
+
+    The same result as :func:`~amg_model.model.channels_last.sdpa_attention` (accumulated in
+    float32). ``q, k, v`` may be strided views, e.g. chunks of one fused projection. The Triton
+    kernel runs when :func:`short_attention_applies` (CUDA, ``Lq, Lk <= 64``); otherwise
+    ``scaled_dot_product_attention``.
+    """
+    if not short_attention_applies(q, k, v, heads):
+        return _sdpa(q, k, v, heads)
+    return _short_attention_triton(q, k, v, heads)
+
+
+def _short_attention_triton(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, num_warps: int | None = None
+) -> torch.Tensor:
+    n, lq, c = q.shape
+    lk = k.shape[1]
+    d = c // heads
+    length = max(16, triton.next_power_of_2(max(lq, lk)))  # tl.dot needs blocks of at least 16
+    if num_warps is None:
+        num_warps = 2 if length <= 32 else 4
+    out = torch.empty(n, lq, c, device=q.device, dtype=q.dtype)
+    _short_attention_kernel[(n * heads,)](
+        q, k, v, out, heads, lq, lk, *q.stride(), *k.stride(), *v.stride(), out.stride(0), out.stride(1),
+        math.log2(math.e) / math.sqrt(d),
+        L=length, HEAD_DIM=d, D=max(16, triton.next_power_of_2(d)), IEEE=q.dtype == torch.float32,
+        num_warps=num_warps,
+    )  # fmt: skip
+    return out

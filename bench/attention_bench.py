@@ -1,0 +1,127 @@
+"""Temporal attention of the AMG UNet: short_attention (Triton) against scaled_dot_product_attention.
+
+The temporal transformers attend along the frames of every pixel. Shapes of a 16-frame 256x256
+clip (32x32 latent) with guidance (batch 2), per UNet level (pixels, channels): (1024, 320),
+(256, 640), (64, 1280), (16, 1280): ``N = 2 * pixels`` sequences of ``L = 16`` tokens, ``C / 64``
+heads. ``q, k, v`` are chunks of one ``[N, L, 3C]`` tensor, as the fused projection gives them.
+
+Variants: ``sdpa_attention`` (torch's choice of backend), SDPA forced to the cuDNN, flash and
+memory-efficient backends (a backend that errors is reported and skipped), and ``short_attention``
+(plus its kernel with other warp counts). Time: GPU time per call, from CUDA events around each
+call queued behind a GPU sleep (so that the CPU's launch overhead is not measured, as under CUDA
+graphs), median of ``--reps`` after warm-up; inputs stay in L2 where they fit. The last column is
+the largest difference from ``sdpa_attention``'s output.
+
+    python bench/attention_bench.py [--frames 16] [--reps 50] [--dtype float16]
+    python bench/attention_bench.py --device cpu --reps 3   # smoke test of this script (no Triton)
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from amg_model.model.channels_last import sdpa_attention  # noqa: E402
+from amg_model.model.short_attention import (  # noqa: E402
+    _short_attention_triton,
+    short_attention,
+    short_attention_applies,
+)
+
+LEVELS = ((1024, 320), (256, 640), (64, 1280), (16, 1280))  # (pixels, channels) at a 32x32 latent
+BATCH = 2  # guidance: conditional and unconditional
+HEAD_DIM = 64
+SLEEP_CYCLES = 2_000_000  # about 1 ms of GPU time: longer than queueing any variant's call
+
+
+def _forced(backend: SDPBackend) -> Callable:
+    def attend(q, k, v, heads):
+        with sdpa_kernel([backend]):
+            return sdpa_attention(q, k, v, heads)
+
+    return attend
+
+
+def _variants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> list[tuple[str, Callable]]:
+    variants = [
+        ("sdpa_attention (default backend)", sdpa_attention),
+        ("sdpa cuDNN", _forced(SDPBackend.CUDNN_ATTENTION)),
+        ("sdpa flash", _forced(SDPBackend.FLASH_ATTENTION)),
+        ("sdpa efficient", _forced(SDPBackend.EFFICIENT_ATTENTION)),
+    ]
+    triton = short_attention_applies(q, k, v, heads)
+    variants.append((f"short_attention ({'Triton' if triton else 'SDPA fallback'})", short_attention))
+    if triton:  # other launch settings of the same kernel
+        for warps in (1, 4):
+            kernel = functools.partial(_short_attention_triton, num_warps=warps)
+            variants.append((f"short_attention num_warps={warps}", kernel))
+    return variants
+
+
+def _time_us(fn: Callable[[], torch.Tensor], reps: int, cuda: bool) -> float:
+    for _ in range(5):  # warm-up (and Triton's compilation)
+        fn()
+    if not cuda:
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e6)
+        return statistics.median(times)
+    torch.cuda.synchronize()
+    events = [[torch.cuda.Event(enable_timing=True) for _ in range(2)] for _ in range(reps)]
+    for start, end in events:
+        torch.cuda._sleep(SLEEP_CYCLES)  # the GPU waits while the CPU queues the call: no launch gaps
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize()
+    return statistics.median(start.elapsed_time(end) for start, end in events) * 1000.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=16, help="sequence length L")
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    dtype = getattr(torch, args.dtype)
+    card = torch.cuda.get_device_name(dev) if cuda else "CPU"
+    print(f"device: {card}, torch {torch.__version__}, {args.dtype}, L = {args.frames}, {args.reps} reps")
+    print()
+    print("| shape (N, L, C, heads) | variant | us | speed-up vs sdpa_attention | max abs diff vs sdpa |")
+    print("|---|---|---:|---:|---:|")
+    torch.manual_seed(0)
+    for pixels, c in LEVELS:
+        n, heads = BATCH * pixels, c // HEAD_DIM
+        q, k, v = torch.randn(n, args.frames, 3 * c, device=dev, dtype=dtype).chunk(3, dim=-1)
+        shape = f"({n}, {args.frames}, {c}, {heads})"
+        ref = sdpa_attention(q, k, v, heads).float()
+        base = None
+        for name, attend in _variants(q, k, v, heads):
+            try:
+                diff = (attend(q, k, v, heads).float() - ref).abs().max().item()
+            except RuntimeError as err:  # a backend that does not take these inputs
+                print(f"| {shape} | {name} | error: {str(err).splitlines()[0][:80]} | | |")
+                continue
+            us = _time_us(functools.partial(attend, q, k, v, heads), args.reps, cuda)
+            base = us if base is None else base
+            print(f"| {shape} | {name} | {us:.1f} | {base / us:.2f} | {diff:.2e} |")
+
+
+if __name__ == "__main__":
+    main()
