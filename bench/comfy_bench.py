@@ -348,6 +348,7 @@ def main() -> None:
         "--weight-dtype", default=None, choices=("fp16", "bf16", "fp32"),
         help="ComfyUI weight dtype (default fp16 on CUDA, fp32 on the CPU, as the standalone default)",
     )  # fmt: skip
+    ap.add_argument("--eager", action="store_true", help="add the standalone fp16 eager path (CUDA)")
     ap.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
     ap.add_argument(
         "--profile",
@@ -379,7 +380,8 @@ def main() -> None:
     auto_mode = "fp16 + CUDA graphs" if cuda else "fp32 eager"
     paths = [
         (standalone_row, f"standalone: prepare_unet auto ({auto_mode})", dict(profile=args.profile)),
-        *([(standalone_row, "standalone: fp16 eager", dict(precision="fp16", mode="eager"))] if cuda else []),
+        *([(standalone_row, "standalone: fp16 eager", dict(precision="fp16", mode="eager"))]
+          if args.eager else []),
         (comfy_row, "ComfyUI: wrap_unet + comfy.sample ddim/ddim_uniform",
          dict(comfy=comfy, model_mod=model_mod, edges=edges, weight_dtype=weight_dtype,
               profile=args.profile)),

@@ -3,7 +3,7 @@
 Real-size AMG UNet with random weights (bench/unet_bench.py's build_unet), 256x256 (latent 32x32),
 20 DDIM steps with guidance 3.0. Variants: 16 frames in auto mode (fp16 + CUDA graphs) and fp32
 eager as the reference; 64 frames with one window per UNet call or all of them, overlapping or
-shifted windows; the 8 GiB-card setting (fp16, 64 frames, one window per call); optionally compiled.
+shifted windows (one window per call is what ``MemoryOptions.low_vram()`` uses); optionally compiled.
 Prints one table; appends it to bench/RESULTS.md only with --write.
 
     python bench/sample_bench.py                 # CUDA, real size
@@ -107,12 +107,6 @@ def main() -> None:
             long,
             {},
             dict(window_batch=64, window_schedule="shifted"),
-        ),
-        (
-            f"8 GiB card: fp16 eager, {long} frames, window_batch=1",
-            long,
-            dict(dtype="fp16", mode="eager"),
-            dict(window_batch=1),
         ),
     ]
     if not cuda:  # fp16 kernels are missing or slow on CPUs: smoke-test the paths in fp32

@@ -217,11 +217,7 @@ def temporal_attention(attention: Attention) -> Attention:
 def temporal_transformer(
     model: torch.nn.Module, x: torch.Tensor, attention: Attention, frames: int
 ) -> torch.Tensor:
-    """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other.
-
-    Attention over the frames uses :func:`temporal_attention` (``attention`` for long clips and on the CPU).
-    """
-    attention = temporal_attention(attention)
+    """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other."""
     n, c, h, w = x.shape
     b, hw = n // frames, h * w
     tokens = _tokens(x).reshape(b, frames * hw, c)
@@ -257,6 +253,7 @@ def unet_forward(
     timestep: torch.Tensor,
     context: torch.Tensor,
     attention: Attention = sdpa_attention,
+    temporal: Attention | None = None,
 ) -> torch.Tensor:
     """diffusers ``UNet3DConditionModel`` forward in the channels-last layout.
 
@@ -267,11 +264,14 @@ def unet_forward(
         timestep: ``[B]`` or a scalar.
         context: ``[B, M, D]`` text tokens.
         attention: ``(q, k, v, heads) -> out`` on ``[N, L, C]`` token arrays.
+        temporal: the attention of the temporal transformers (over frames); None:
+            ``temporal_attention(attention)`` (the short-sequence kernel where it runs).
 
     Returns:
         ``[B, C_out, F, h, w]``, as the diffusers forward.
     """
     b, _, frames, height, width = sample.shape
+    temporal = temporal or temporal_attention(attention)
     timestep = torch.as_tensor(timestep, device=sample.device)
     if timestep.ndim == 0:
         timestep = timestep[None]
@@ -279,7 +279,7 @@ def unet_forward(
     temb = unet.time_embedding(temb)
     x = sample.transpose(1, 2).reshape(b * frames, -1, height, width)
     x = unet.conv_in(x.contiguous(memory_format=torch.channels_last))
-    x = temporal_transformer(unet.transformer_in, x, attention, frames)
+    x = temporal_transformer(unet.transformer_in, x, temporal, frames)
 
     skips = [x]
     for block in unet.down_blocks:
@@ -287,7 +287,7 @@ def unet_forward(
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
             if attn is not None:
                 x = spatial_transformer(attn, x, context, attention, frames)
-                x = temporal_transformer(temp_attn, x, attention, frames)
+                x = temporal_transformer(temp_attn, x, temporal, frames)
             skips.append(x)
         if block.downsamplers is not None:
             for down in block.downsamplers:
@@ -300,7 +300,7 @@ def unet_forward(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
         x = spatial_transformer(attn, x, context, attention, frames)
-        x = temporal_transformer(temp_attn, x, attention, frames)
+        x = temporal_transformer(temp_attn, x, temporal, frames)
         x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
 
     for block in unet.up_blocks:
@@ -309,7 +309,7 @@ def unet_forward(
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
             if attn is not None:
                 x = spatial_transformer(attn, x, context, attention, frames)
-                x = temporal_transformer(temp_attn, x, attention, frames)
+                x = temporal_transformer(temp_attn, x, temporal, frames)
         if block.upsamplers is not None:
             size = tuple(skips[-1].shape[2:]) if skips else None
             for up in block.upsamplers:

@@ -123,6 +123,8 @@ class FastUNet:
         fused_projections: (channels-last forward only) one matrix product for each attention's
             query, key and value.
         attention: (channels-last forward only) ``"sdpa"`` (torch's choice of backend) or ``"flash"``.
+        short_attention: (channels-last forward only) the temporal transformers' attention over frames
+            through the short-sequence kernel (``model.short_attention``) where it runs, else ``attention``.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class FastUNet:
         autocast: bool = False,
         fused_projections: bool = False,
         attention: str = "sdpa",
+        short_attention: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown UNet execution mode {mode!r}; use one of {MODES}.")
@@ -146,6 +149,7 @@ class FastUNet:
             if fused_projections:
                 fuse_projections(self.unet)
         self.attention = ATTENTION[attention]
+        self.temporal_attention = None if short_attention else self.attention
         self.dtype = torch.float16 if autocast else dtype
         self.mode = mode
         self.autocast = autocast
@@ -161,7 +165,7 @@ class FastUNet:
     def _eager(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.autocast):
             if self.channels_last:
-                return unet_forward(self.unet, x, t, context, self.attention)
+                return unet_forward(self.unet, x, t, context, self.attention, self.temporal_attention)
             return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
     def release_graphs(self) -> None:
