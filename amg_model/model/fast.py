@@ -16,6 +16,7 @@ Modes:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -108,6 +109,24 @@ class GraphedForward:
         return graph(*args)
 
 
+@torch.no_grad()
+def _eager_forward(
+    unet: torch.nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    context: torch.Tensor,
+    *,
+    autocast: bool,
+    channels_last: bool,
+    attention: Callable,
+    temporal: Callable | None,
+) -> torch.Tensor:
+    with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
+        if channels_last:
+            return unet_forward(unet, x, t, context, attention, temporal)
+        return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+
+
 class FastUNet:
     """Callable ``(x [B,C,F,h,w], t [B], context [B,77,D]) -> eps [B,4,F,h,w]`` in a fast mode.
 
@@ -154,19 +173,18 @@ class FastUNet:
         self.mode = mode
         self.autocast = autocast
         self.channels_last = channels_last
+        # a function of the module, not a method: the graphs and compiled code that keep it must not
+        # keep this object (a reference cycle holds the weights until the garbage collector runs)
+        self._eager = functools.partial(
+            _eager_forward, self.unet, autocast=autocast, channels_last=channels_last,
+            attention=self.attention, temporal=self.temporal_attention,
+        )  # fmt: skip
         self._graphs = GraphedForward(self._eager, self.unet)
         self._forward: Callable = self._eager
         if mode == "compile":
             self._forward = torch.compile(self._eager, dynamic=False)
         elif mode == "compile_cuda_graph":
             self._forward = torch.compile(self._eager, mode="reduce-overhead", dynamic=False)
-
-    @torch.no_grad()
-    def _eager(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.autocast):
-            if self.channels_last:
-                return unet_forward(self.unet, x, t, context, self.attention, self.temporal_attention)
-            return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
     def release_graphs(self) -> None:
         """Free the CUDA graphs of mode "cuda_graph" and their activation memory (before offloading)."""
