@@ -45,6 +45,9 @@ def run_chunks(
         return
 
     threads_before = torch.get_num_threads()
+    # Autograd modes are per thread: the workers take the caller's (ComfyUI runs nodes in
+    # inference mode, and its tensors cannot be written in place outside it).
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
     intra = max(1, threads_before // workers)
     todo = iter(chunks)
     todo_lock = threading.Lock()
@@ -52,19 +55,22 @@ def run_chunks(
     # ("done", chunk), ("error", exception) or ("exit", None) from the workers.
     finished: queue.SimpleQueue = queue.SimpleQueue()
 
+    def work_loop(scratch: dict) -> None:
+        while not stop.is_set():
+            with todo_lock:
+                chunk = next(todo, _END)
+            if chunk is _END:
+                break
+            work(chunk, scratch)
+            finished.put(("done", chunk))
+
     def worker() -> None:
         # Thread-local in effect: the OpenMP setting is per thread (it also becomes the default
         # of threads started later, hence the restore below).
         torch.set_num_threads(intra)
-        scratch: dict = {}
         try:
-            while not stop.is_set():
-                with todo_lock:
-                    chunk = next(todo, _END)
-                if chunk is _END:
-                    break
-                work(chunk, scratch)
-                finished.put(("done", chunk))
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                work_loop({})
         except BaseException as err:  # handed to the caller's thread
             stop.set()
             finished.put(("error", err))

@@ -41,3 +41,20 @@ def test_first_error_stops_the_rest_and_keeps_the_thread_setting():
         run_chunks(list(range(50)), work, 2)
     assert len(ran) < 50
     assert torch.get_num_threads() == before
+
+
+def test_workers_take_the_callers_autograd_mode():
+    modes = set()
+    with torch.inference_mode():
+        out = torch.zeros(8)  # an inference tensor: written in place only in inference mode
+
+        def work(chunk: int, scratch: dict) -> None:
+            modes.add((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+            out[chunk] = chunk
+
+        run_chunks(list(range(8)), work, 2)
+    assert out.tolist() == list(range(8)) and modes == {(True, False)}
+    modes.clear()
+    with torch.no_grad():
+        run_chunks(list(range(8)), lambda c, s: modes.add(torch.is_grad_enabled()), 2)
+    assert modes == {False}
