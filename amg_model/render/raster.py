@@ -17,6 +17,10 @@ The pipeline per chunk of frames:
 5. write whole pixels once; edge samples add their share (1 / s^2) of the pixel: soft edges,
    fractional coverage masks.
 
+On the CPU, chunks of frames run on as many threads as ``torch.get_num_threads()`` (``workers``):
+most operators here are single-threaded inside torch, so the threads, not the operators, use the
+cores.
+
 Conventions: pixel centres sit at integer + 0.5 (as ``Camera.project``); both sides of every
 triangle are drawn. Triangles with a vertex closer than ``near`` to the camera plane (behind the
 camera or crossing the near plane) are dropped, not clipped; degenerate triangles are dropped.
@@ -104,7 +108,8 @@ def render_meshes(
         near: triangles with a vertex at camera z < near (metres) are dropped.
         cull_backfaces: skip triangles seen from behind (faces wound counter-clockwise seen from
             outside); only for closed meshes, where it halves the work without changing the image.
-        memory_budget_mb: the working memory one chunk may use, about.
+        memory_budget_mb: the working memory of the chunks in flight, about (it sets the chunk
+            size, and on the CPU bounds the number of worker threads).
 
     Returns:
         RenderOutput with image, person_masks, mask, depth and normals at camera size.
