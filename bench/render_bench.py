@@ -6,7 +6,8 @@ Usage:
 
 Prints the time per frame of ``render_avatars`` (posing, colouring, rasterising, shading and
 anti-aliasing; the best of ``--repeats`` runs after a warm-up) and the peak memory: CUDA's
-allocator peak on a GPU, the process's peak resident set on the CPU. Falls back to two
+allocator peak on a GPU, the process's peak resident set on the CPU. ``--threads`` sets torch's
+threads; on the CPU the renderer runs that many chunks of frames at once, one per thread. Falls back to two
 sphere-like meshes of similar triangle counts when the mannequin is not available.
 """
 

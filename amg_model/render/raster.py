@@ -17,6 +17,10 @@ The pipeline per chunk of frames:
 5. write whole pixels once; edge samples add their share (1 / s^2) of the pixel: soft edges,
    fractional coverage masks.
 
+On the CPU, chunks of frames run on as many threads as ``torch.get_num_threads()`` (``workers``):
+most operators here are single-threaded inside torch, so the threads, not the operators, use the
+cores.
+
 Conventions: pixel centres sit at integer + 0.5 (as ``Camera.project``); both sides of every
 triangle are drawn. Triangles with a vertex closer than ``near`` to the camera plane (behind the
 camera or crossing the near plane) are dropped, not clipped; degenerate triangles are dropped.
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 from amg_model.camera.camera import Camera
 from amg_model.errors import RenderError
 from amg_model.render.shading import DEFAULT_LIGHTING, Lighting, light_terms, vertex_normals
+from amg_model.render.workers import run_chunks
 from amg_model.render.zbuffer import BLOCK_PAD, MAX_FRAGMENTS, rasterize_zbuffer
 
 log = logging.getLogger(__name__)
@@ -103,7 +108,8 @@ def render_meshes(
         near: triangles with a vertex at camera z < near (metres) are dropped.
         cull_backfaces: skip triangles seen from behind (faces wound counter-clockwise seen from
             outside); only for closed meshes, where it halves the work without changing the image.
-        memory_budget_mb: the working memory one chunk may use, about.
+        memory_budget_mb: the working memory of the chunks in flight, about (it sets the chunk
+            size, and on the CPU bounds the number of worker threads).
 
     Returns:
         RenderOutput with image, person_masks, mask, depth and normals at camera size.
@@ -139,24 +145,38 @@ def render_meshes(
         depth=_zeros(n_frames, height, width, device=device),
         normals=_zeros(n_frames, height, width, 3, device=device),
     )
-    # One z-buffer for all chunks: clearing it costs less than a fresh allocation (page faults).
-    zbuf_buffer = torch.empty(
-        min(chunk_frames, n_frames) * (height * s + BLOCK_PAD) * (width * s + BLOCK_PAD),
-        dtype=torch.long,
-        device=device,
-    )
-    pixel_tables: dict = {}  # per chunk size, built once: see _pixel_tables
-    for f0 in range(0, n_frames, chunk_frames):
-        f1 = min(n_frames, f0 + chunk_frames)
-        frames = slice(f0, f1)
+    # On the CPU, chunks run on as many threads as the caller's intra-op setting (most operators
+    # here are single-threaded inside torch), as far as the memory budget holds their working sets.
+    workers = 1
+    if small_passes:
+        usable = memory_budget_mb * 2**20 - _CPU_FRAGMENTS * 40
+        workers = max(1, min(torch.get_num_threads(), usable // (chunk_frames * per_frame)))
+    zbuf_size = min(chunk_frames, n_frames) * (height * s + BLOCK_PAD) * (width * s + BLOCK_PAD)
+
+    def work(frames: slice, scratch: dict) -> None:
+        if not scratch:
+            # One z-buffer per thread for all its chunks: clearing it costs less than a fresh
+            # allocation (page faults); the pixel tables are built once per chunk size.
+            scratch["zbuf"] = torch.empty(zbuf_size, dtype=torch.long, device=device)
+            scratch["tables"] = {}
         chunk_colors = colors[frames] if colors.shape[0] > 1 else colors
         _render_chunk(
             verts[frames], tris, chunk_colors, face_person, n_persons, uvs, textures,
-            cam, frames, s, lighting, near, cull_backfaces, out, zbuf_buffer,
-            _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS, pixel_tables,
+            cam, frames, s, lighting, near, cull_backfaces, out, scratch["zbuf"],
+            _CPU_FRAGMENTS if small_passes else MAX_FRAGMENTS, scratch["tables"],
         )  # fmt: skip
+
+    frames_done = 0
+
+    def done(frames: slice) -> None:
+        nonlocal frames_done
+        frames_done += frames.stop - frames.start
         if progress is not None:
-            progress(f1, n_frames)
+            progress(frames_done, n_frames)
+
+    # Every chunk writes its own frames of the outputs, whichever thread runs it.
+    chunks = [slice(f0, min(n_frames, f0 + chunk_frames)) for f0 in range(0, n_frames, chunk_frames)]
+    run_chunks(chunks, work, workers, done)
     return out
 
 

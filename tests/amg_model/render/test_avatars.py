@@ -1,10 +1,14 @@
 """Avatar rendering tests with the built-in mannequin (tiny images, few frames)."""
 
+import threading
+from contextlib import contextmanager
+
 import pytest
 import torch
 
 from amg_model.camera.camera import Camera
 from amg_model.errors import RenderError
+from amg_model.render import raster
 from amg_model.render.appearance import Appearance, appearance_preset, region_colors, vertex_colors
 from amg_model.render.avatars import render_avatars
 from amg_model.smpl.motion import Motion
@@ -92,3 +96,63 @@ def test_errors(mannequin):
     bad.persons[0].body_pose[0, 3, 0, 0] = float("nan")
     with pytest.raises(RenderError, match="NaN"):
         render_avatars(mannequin, bad, front_camera(2))
+
+
+@contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_two_worker_threads_match_one(mannequin, monkeypatch):
+    motion, cam = two_walkers(4), front_camera(4)
+    threads_used = set()
+    render_chunk = raster._render_chunk
+
+    def recording(*args, **kwargs):
+        threads_used.add(threading.current_thread().name)
+        return render_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(raster, "_render_chunk", recording)
+    with torch_threads(1):
+        one = render_avatars(mannequin, motion, cam, supersample=2, chunk_frames=1)
+    assert len(threads_used) == 1
+    threads_used.clear()
+    calls = []
+    with torch_threads(2):
+        two = render_avatars(
+            mannequin, motion, cam, supersample=2, chunk_frames=1,
+            progress=lambda done, total: calls.append((done, total)),
+        )  # fmt: skip
+        assert torch.get_num_threads() == 2  # the caller's setting is kept
+    assert len(threads_used) == 2
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert one.mask.sum() > 100
+    for name in ("image", "person_masks", "mask", "depth", "normals"):
+        assert torch.equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_worker_errors_reach_the_caller(mannequin, monkeypatch):
+    render_chunk = raster._render_chunk
+
+    def failing(verts, *args, **kwargs):
+        frames = next(a for a in args if isinstance(a, slice))
+        if frames.start == 2:
+            raise RenderError(f"frame {frames.start} cannot be drawn")
+        return render_chunk(verts, *args, **kwargs)
+
+    monkeypatch.setattr(raster, "_render_chunk", failing)
+    with torch_threads(2):
+        with pytest.raises(RenderError, match="frame 2 cannot be drawn"):
+            render_avatars(mannequin, two_walkers(4), front_camera(4), chunk_frames=1)
+        assert torch.get_num_threads() == 2
+
+        def interrupt(done, total):
+            raise KeyboardInterrupt("stopped by the user")
+
+        with pytest.raises(KeyboardInterrupt, match="stopped by the user"):
+            render_avatars(mannequin, two_walkers(4), front_camera(4), chunk_frames=1, progress=interrupt)

@@ -112,7 +112,10 @@ def test_chunked_equals_unchunked_and_progress():
     )  # fmt: skip
     for a, b in zip(vars(one).values(), vars(two).values(), strict=True):
         assert torch.equal(a, b)
-    assert calls == [(2, 5), (4, 5), (5, 5)]
+    # Frames done so far after every chunk; with several worker threads (the tests run with 2)
+    # the 1-frame chunk may finish before a 2-frame one.
+    done = [d for d, total in calls if total == 5]
+    assert len(done) == 3 and done[-1] == 5 and done in ([2, 4, 5], [2, 3, 5], [1, 3, 5])
 
 
 def test_backface_culling_keeps_closed_mesh_image():
