@@ -95,7 +95,8 @@ def main() -> None:
             if cuda:
                 torch.cuda.synchronize()
             run_time = time.perf_counter() - t0
-        peak = torch.cuda.max_memory_allocated() / GIB if cuda else float("nan")
+        # the stage wrappers reset the peak: the run's peak is the largest stage peak
+        peak = max([torch.cuda.max_memory_allocated() / GIB, *stage_peaks.values()]) if cuda else float("nan")
         print(f"{name:40s} {peak:9.2f} {run_time:12.2f}   output {tuple(out.shape)}", flush=True)
         if stage_peaks:
             print("    peak GiB by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in stage_peaks.items()))
