@@ -364,6 +364,14 @@ def _movable_module(model) -> torch.nn.Module | None:
     return None
 
 
+def _offload(model, module: torch.nn.Module, memory: MemoryOptions) -> None:
+    """Move ``module`` (``model``'s weights) to the offload device; a graphed UNet's CUDA graphs go too,
+    or their activation memory would stay on the compute device."""
+    module.to(device=torch.device(memory.offload_device))
+    if hasattr(model, "release_graphs"):
+        model.release_graphs()
+
+
 def _free_device_cache(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -389,9 +397,7 @@ def _on_device(model, name: str, device: torch.device, memory: MemoryOptions) ->
     finally:
         if module is not None:
             logger.debug("%s -> %s", name, memory.offload_device)
-            module.to(device=torch.device(memory.offload_device))
-            if hasattr(model, "release_graphs"):  # their memory would stay on the device
-                model.release_graphs()
+            _offload(model, module, memory)
         _free_device_cache(device)
 
 
@@ -464,9 +470,7 @@ def generate_video(
     if memory.offload:  # everything waits on the offload device, whatever it was given on
         for model in (text_encoder, vae, unet):
             if (module := _movable_module(model)) is not None:
-                module.to(device=torch.device(memory.offload_device))
-                if hasattr(model, "release_graphs"):
-                    model.release_graphs()
+                _offload(model, module, memory)
         _free_device_cache(device)
     window = memory.window_kwargs()
     with _on_device(text_encoder, "text encoder", device, memory):

@@ -31,7 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from amg_model.model.channels_last import sdpa_attention  # noqa: E402
+from amg_model.model.attention import sdpa_attention  # noqa: E402
 from amg_model.model.short_attention import (  # noqa: E402
     _short_attention_triton,
     short_attention,

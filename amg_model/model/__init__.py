@@ -10,6 +10,8 @@ Modules:
     vae         VideoVAE, load_vae, tiny_vae
     tiny        tiny random-weight models and original-layout test checkpoints
     channels_last  the UNet forward with channels-last activations (the GPU default)
+    attention   multi-head attention on token arrays (torch SDPA, flash backend)
+    short_attention  attention over a few frames as one Triton kernel
     fused       Triton kernels (GroupNorm, GEGLU, frame/pixel transposes) and their torch versions
     fast        FastUNet: precision, CUDA graphs (GraphedForward), compilation
     runtime     prepare_unet: the settings for a device

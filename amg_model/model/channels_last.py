@@ -22,34 +22,12 @@ memory); it is checked against diffusers in the tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
+from amg_model.model.attention import Attention, sdpa_attention
 from amg_model.model.fused import add_swapped, geglu, group_norm_tokens
 from amg_model.model.short_attention import short_attention, short_attention_applies
-
-Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
-
-
-def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Multi-head attention on token arrays: ``q [N, Lq, C]``, ``k, v [N, Lk, C]`` -> ``[N, Lq, C]``."""
-    n, lq, c = q.shape
-    d = c // heads
-    q = q.view(n, lq, heads, d).transpose(1, 2)
-    k = k.view(n, k.shape[1], heads, d).transpose(1, 2)
-    v = v.view(n, v.shape[1], heads, d).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v)
-    return out.transpose(1, 2).reshape(n, lq, c)
-
-
-def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """:func:`sdpa_attention` restricted to the flash-attention backend (reads strided q, k, v)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-        return sdpa_attention(q, k, v, heads)
 
 
 def fuse_projections(unet: torch.nn.Module) -> int:

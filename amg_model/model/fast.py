@@ -22,13 +22,8 @@ from collections.abc import Callable
 
 import torch
 
-from amg_model.model.channels_last import (
-    flash_attention,
-    fuse_projections,
-    sdpa_attention,
-    to_channels_last,
-    unet_forward,
-)
+from amg_model.model.attention import flash_attention, sdpa_attention
+from amg_model.model.channels_last import fuse_projections, to_channels_last, unet_forward
 
 log = logging.getLogger(__name__)
 

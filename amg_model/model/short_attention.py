@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
+from amg_model.model.attention import sdpa_attention
 from amg_model.model.fused import _use_triton
 
 try:
@@ -67,17 +67,6 @@ if triton is not None:
         tl.store(out, o.to(o_ptr.dtype.element_ty), mask=qmask)
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    # the same operations as channels_last.sdpa_attention (not imported: it imports this module)
-    n, lq, c = q.shape
-    d = c // heads
-    q = q.view(n, lq, heads, d).transpose(1, 2)
-    k = k.view(n, k.shape[1], heads, d).transpose(1, 2)
-    v = v.view(n, v.shape[1], heads, d).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v)
-    return out.transpose(1, 2).reshape(n, lq, c)
-
-
 def short_attention_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> bool:
     """Whether :func:`short_attention` runs its Triton kernel for these inputs (else it runs SDPA)."""
     d = q.shape[-1] // heads
@@ -95,13 +84,13 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: in
     """Multi-head attention on token arrays for short sequences: ``q [N, Lq, C]``, ``k, v [N, Lk, C]``
     -> ``[N, Lq, C]`` (contiguous), ``softmax(q k^T / sqrt(C / heads)) v`` per head.
 
-    The same result as :func:`~amg_model.model.channels_last.sdpa_attention` (accumulated in
+    The same result as :func:`~amg_model.model.attention.sdpa_attention` (accumulated in
     float32). ``q, k, v`` may be strided views, e.g. chunks of one fused projection. The Triton
     kernel runs when :func:`short_attention_applies` (CUDA, ``Lq, Lk <= 64``); otherwise
     ``scaled_dot_product_attention``.
     """
     if not short_attention_applies(q, k, v, heads):
-        return _sdpa(q, k, v, heads)
+        return sdpa_attention(q, k, v, heads)
     return _short_attention_triton(q, k, v, heads)
 
 

@@ -1,12 +1,10 @@
 """Fused GroupNorm and frame/pixel transposes equal their definitions (torch and Triton versions)."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
+from triton_interpreter import run_interpreted
 
 from amg_model.model import fused
 
@@ -89,14 +87,7 @@ _INTERPRETED = textwrap.dedent(
 def test_triton_kernels_under_the_interpreter():
     """The Triton kernels themselves (run by Triton's CPU interpreter) give GroupNorm and the transposes."""
     pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5
+    assert float(run_interpreted(_INTERPRETED)) < 1e-5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or fused.triton is None, reason="needs CUDA and Triton")

@@ -1,14 +1,13 @@
 """Short-sequence attention equals scaled_dot_product_attention (torch fallback and Triton kernel)."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
+from triton_interpreter import run_interpreted
 
 from amg_model.model import channels_last, short_attention
+from amg_model.model.attention import sdpa_attention
 
 
 def _reference(q, k, v, heads):
@@ -51,6 +50,7 @@ _INTERPRETED = textwrap.dedent(
     """
     import torch
     from amg_model.model import short_attention as sa
+    from amg_model.model.attention import sdpa_attention
     torch.set_num_threads(1)
     assert sa.triton is not None
     sa._use_triton = lambda *tensors: True  # run the kernel (interpreted) on CPU tensors
@@ -64,12 +64,12 @@ _INTERPRETED = textwrap.dedent(
             assert sa.short_attention_applies(q, k, v, heads)
             out = sa.short_attention(q, k, v, heads)
             assert out.shape == q.shape and out.dtype == dtype and out.is_contiguous()
-            ref = sa._sdpa(q.float(), k.float(), v.float(), heads)
+            ref = sdpa_attention(q.float(), k.float(), v.float(), heads)
             worst[dtype] = max(worst[dtype], (out.float() - ref).abs().max().item())
         # cross-attention shapes (Lq != Lk) and a non-unit channel stride
         q = torch.randn(3, 8, 2 * 64, 2).to(dtype)[..., 0]
         k, v = torch.randn(3, 13, 4 * 64).to(dtype).chunk(2, dim=-1)
-        ref = sa._sdpa(q.float(), k.float(), v.float(), 2)
+        ref = sdpa_attention(q.float(), k.float(), v.float(), 2)
         worst[dtype] = max(worst[dtype], (sa.short_attention(q, k, v, 2).float() - ref).abs().max().item())
     print(worst[torch.float32], worst[torch.float16])
     """
@@ -82,14 +82,7 @@ def test_triton_kernel_under_the_interpreter():
     bfloat16 is not checked here: the interpreter's ``tl.dot`` gives wrong results for bfloat16.
     """
     pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    fp32, fp16 = map(float, done.stdout.strip().splitlines()[-1].split())
+    fp32, fp16 = map(float, run_interpreted(_INTERPRETED).split())
     assert fp32 < 1e-5 and fp16 < 2e-3
 
 
@@ -108,5 +101,5 @@ def test_triton_kernel_on_cuda_matches_sdpa(dtype):
         assert out.shape == q.shape and out.dtype == dtype and out.is_contiguous()
         assert (out.double() - _reference(q, k, v, heads)).abs().max().item() < tol
         if dtype != torch.float32:  # both round to half precision: twice the tolerance
-            sdpa = channels_last.sdpa_attention(q, k, v, heads)
+            sdpa = sdpa_attention(q, k, v, heads)
             assert (out.float() - sdpa.float()).abs().max().item() < 2 * tol
