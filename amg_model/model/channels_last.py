@@ -11,6 +11,8 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
 - spatial transformers work on the token view without copies; temporal transformers copy once
   into ``[B*H*W, F, C]`` and once back (fused with the residual add);
 - temporal 3x1x1 convolutions are Conv3d calls on the channels-last-3d view of the same memory;
+- on a GPU the transformer blocks' LayerNorms run as one kernel each, fused with the residual
+  add before them (:func:`~amg_model.model.fused.add_layer_norm`);
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame; on a GPU
   the temporal transformers' attention over a few frames uses a kernel for short sequences
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from amg_model.model.attention import Attention, sdpa_attention
-from amg_model.model.fused import add_swapped, geglu, group_norm_tokens
+from amg_model.model.fused import add_layer_norm, add_swapped, geglu, group_norm_tokens, layer_norm
 from amg_model.model.short_attention import short_attention, short_attention_applies
 
 
@@ -160,22 +162,44 @@ def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _transformer_block(
-    block: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None, attention: Attention, frames: int
+    block: torch.nn.Module,
+    x: torch.Tensor,
+    context: torch.Tensor | None,
+    attention: Attention,
+    frames: int,
+    fused_norms: bool = True,
 ) -> torch.Tensor:
-    """diffusers ``BasicTransformerBlock`` (layer norms, self-, cross- or second self-attention, GEGLU)."""
-    x = x + _attention(block.attn1, block.norm1(x), None, attention)
-    x = x + _attention(block.attn2, block.norm2(x), context, attention, frames)
-    return x + _feed_forward(block.ff, block.norm3(x))
+    """diffusers ``BasicTransformerBlock`` (layer norms, self-, cross- or second self-attention, GEGLU).
+
+    With ``fused_norms`` the norms go through :func:`~amg_model.model.fused.layer_norm` and, with
+    the residual adds before ``norm2`` and ``norm3`` in the same pass,
+    :func:`~amg_model.model.fused.add_layer_norm` (the same torch ops where their kernels do not run).
+    """
+    if not fused_norms:
+        x = x + _attention(block.attn1, block.norm1(x), None, attention)
+        x = x + _attention(block.attn2, block.norm2(x), context, attention, frames)
+        return x + _feed_forward(block.ff, block.norm3(x))
+    n1, n2, n3 = block.norm1, block.norm2, block.norm3
+    h = _attention(block.attn1, layer_norm(x, n1.weight, n1.bias, n1.eps), None, attention)
+    x, h = add_layer_norm(x, h, n2.weight, n2.bias, n2.eps)
+    h = _attention(block.attn2, h, context, attention, frames)
+    x, h = add_layer_norm(x, h, n3.weight, n3.bias, n3.eps)
+    return x + _feed_forward(block.ff, h)
 
 
 def spatial_transformer(
-    model: torch.nn.Module, x: torch.Tensor, context: torch.Tensor, attention: Attention, frames: int
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    context: torch.Tensor,
+    attention: Attention,
+    frames: int,
+    fused_norms: bool = True,
 ) -> torch.Tensor:
     """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text."""
     n, c, h, w = x.shape
     t = model.proj_in(_tokens(group_norm(x, model.norm)))
     for block in model.transformer_blocks:
-        t = _transformer_block(block, t, context, attention, frames)
+        t = _transformer_block(block, t, context, attention, frames, fused_norms)
     t = model.proj_out(t)
     return _image(t, h, w).add_(x)
 
@@ -193,7 +217,7 @@ def temporal_attention(attention: Attention) -> Attention:
 
 
 def temporal_transformer(
-    model: torch.nn.Module, x: torch.Tensor, attention: Attention, frames: int
+    model: torch.nn.Module, x: torch.Tensor, attention: Attention, frames: int, fused_norms: bool = True
 ) -> torch.Tensor:
     """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other."""
     n, c, h, w = x.shape
@@ -203,7 +227,7 @@ def temporal_transformer(
     t = group_norm_tokens(tokens, norm.num_groups, norm.weight, norm.bias, norm.eps, swap_frames=frames)
     t = model.proj_in(t.view(b * hw, frames, c))  # rows [pixels, frames]
     for block in model.transformer_blocks:
-        t = _transformer_block(block, t, None, attention, 1)
+        t = _transformer_block(block, t, None, attention, 1, fused_norms)
     out = add_swapped(tokens, model.proj_out(t).view(b, hw * frames, c), frames)
     return _image(out.view(n, hw, c), h, w)
 
@@ -232,6 +256,7 @@ def unet_forward(
     context: torch.Tensor,
     attention: Attention = sdpa_attention,
     temporal: Attention | None = None,
+    fused_norms: bool = True,
 ) -> torch.Tensor:
     """diffusers ``UNet3DConditionModel`` forward in the channels-last layout.
 
@@ -244,6 +269,9 @@ def unet_forward(
         attention: ``(q, k, v, heads) -> out`` on ``[N, L, C]`` token arrays.
         temporal: the attention of the temporal transformers (over frames); None:
             ``temporal_attention(attention)`` (the short-sequence kernel where it runs).
+        fused_norms: the transformer blocks' LayerNorms and the residual adds before them through
+            the fused kernels (:func:`~amg_model.model.fused.add_layer_norm`) where they run; False:
+            the LayerNorm modules and separate adds (for comparison).
 
     Returns:
         ``[B, C_out, F, h, w]``, as the diffusers forward.
@@ -257,15 +285,15 @@ def unet_forward(
     temb = unet.time_embedding(temb)
     x = sample.transpose(1, 2).reshape(b * frames, -1, height, width)
     x = unet.conv_in(x.contiguous(memory_format=torch.channels_last))
-    x = temporal_transformer(unet.transformer_in, x, temporal, frames)
+    x = temporal_transformer(unet.transformer_in, x, temporal, frames, fused_norms)
 
     skips = [x]
     for block in unet.down_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
             if attn is not None:
-                x = spatial_transformer(attn, x, context, attention, frames)
-                x = temporal_transformer(temp_attn, x, temporal, frames)
+                x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
+                x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
             skips.append(x)
         if block.downsamplers is not None:
             for down in block.downsamplers:
@@ -277,8 +305,8 @@ def unet_forward(
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
-        x = spatial_transformer(attn, x, context, attention, frames)
-        x = temporal_transformer(temp_attn, x, temporal, frames)
+        x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
+        x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
         x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
 
     for block in unet.up_blocks:
@@ -286,8 +314,8 @@ def unet_forward(
             x = torch.cat([x, skips.pop()], dim=1)
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
             if attn is not None:
-                x = spatial_transformer(attn, x, context, attention, frames)
-                x = temporal_transformer(temp_attn, x, temporal, frames)
+                x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
+                x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
         if block.upsamplers is not None:
             size = tuple(skips[-1].shape[2:]) if skips else None
             for up in block.upsamplers:

@@ -115,10 +115,11 @@ def _eager_forward(
     channels_last: bool,
     attention: Callable,
     temporal: Callable | None,
+    fused_norms: bool,
 ) -> torch.Tensor:
     with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
         if channels_last:
-            return unet_forward(unet, x, t, context, attention, temporal)
+            return unet_forward(unet, x, t, context, attention, temporal, fused_norms)
         return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
 
@@ -139,6 +140,8 @@ class FastUNet:
         attention: (channels-last forward only) ``"sdpa"`` (torch's choice of backend) or ``"flash"``.
         short_attention: (channels-last forward only) the temporal transformers' attention over frames
             through the short-sequence kernel (``model.short_attention``) where it runs, else ``attention``.
+        fused_norms: (channels-last forward only) the transformer blocks' LayerNorms fused with the
+            residual adds before them (``model.fused.add_layer_norm``) where the kernels run.
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class FastUNet:
         fused_projections: bool = False,
         attention: str = "sdpa",
         short_attention: bool = True,
+        fused_norms: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown UNet execution mode {mode!r}; use one of {MODES}.")
@@ -172,7 +176,7 @@ class FastUNet:
         # keep this object (a reference cycle holds the weights until the garbage collector runs)
         self._eager = functools.partial(
             _eager_forward, self.unet, autocast=autocast, channels_last=channels_last,
-            attention=self.attention, temporal=self.temporal_attention,
+            attention=self.attention, temporal=self.temporal_attention, fused_norms=fused_norms,
         )  # fmt: skip
         self._graphs = GraphedForward(self._eager, self.unet)
         self._forward: Callable = self._eager

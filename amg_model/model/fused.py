@@ -2,10 +2,11 @@
 
 On a GPU the torch versions of these steps are bound by memory traffic and by slow strided
 kernels: GroupNorm as separate reductions and elementwise passes (a sixth of the UNet's time),
-and the frame <-> pixel transposes around each temporal transformer (a tenth). The Triton kernels
-read and write each activation once per pass with coalesced rows of channels. They are used for
-CUDA tensors when Triton is installed and the code is not being traced by ``torch.compile``
-(inductor fuses the torch versions itself); everywhere else the torch versions run.
+the frame <-> pixel transposes around each temporal transformer (a tenth), and the transformer
+blocks' LayerNorms and the residual adds before them. The Triton kernels read and write each
+activation once per pass with coalesced rows of channels. They are used for CUDA tensors when
+Triton is installed and the code is not being traced by ``torch.compile`` (inductor fuses the
+torch versions itself); everywhere else the torch versions run.
 
 Layouts: activations are token arrays ``[B, S, C]`` (``S`` rows of ``C`` contiguous channels per
 video); for temporal layers ``S = F * P`` (frames x pixels).
@@ -236,3 +237,93 @@ def add_swapped(x: torch.Tensor, y: torch.Tensor, frames: int) -> torch.Tensor:
         x, y, out, s, b * s, c, s // frames, frames, BLOCK_R=32, BLOCK_C=block_c
     )
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# LayerNorm (and the residual add before it)
+# ----------------------------------------------------------------------------------------------
+
+_NORM_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_MAX_NORM_C = 4096  # a whole row stays in one program's registers
+_NORM_TILE = 4096  # elements per program: rows x padded channels
+
+if triton is not None:
+
+    @triton.jit
+    def _layer_norm_kernel(
+        x_ptr, d_ptr, s_ptr, y_ptr, w_ptr, b_ptr, rows, C, eps,
+        ADD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    ):  # fmt: skip
+        # y = LayerNorm(x) or, with ADD, s = x + d (rounded to s's dtype) and y = LayerNorm(s)
+        r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        cols = tl.arange(0, BLOCK_C)
+        cmask = cols < C
+        mask = (r < rows)[:, None] & cmask[None, :]
+        offs = r.to(tl.int64)[:, None] * C + cols[None, :]
+        v = tl.load(x_ptr + offs, mask=mask, other=0.0)
+        if ADD:
+            d = tl.load(d_ptr + offs, mask=mask, other=0.0)
+            v = (v.to(tl.float32) + d.to(tl.float32)).to(s_ptr.dtype.element_ty)
+            tl.store(s_ptr + offs, v, mask=mask)
+        v = v.to(tl.float32)
+        mean = tl.sum(v, axis=1) / C
+        diff = tl.where(mask, v - mean[:, None], 0.0)
+        var = tl.sum(diff * diff, axis=1) / C
+        rstd = tl.rsqrt(var + eps)
+        w = tl.load(w_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+        y = diff * rstd[:, None] * w[None, :] + b[None, :]
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def _norm_runs_triton(
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, delta: torch.Tensor | None = None
+) -> bool:
+    """Whether the LayerNorm kernel takes these inputs (CUDA, supported dtypes and sizes)."""
+    if weight is None or bias is None or x.dim() == 0 or x.numel() == 0:
+        return False
+    c = x.shape[-1]
+    if x.dtype not in _NORM_DTYPES or c > _MAX_NORM_C or weight.shape != (c,) or bias.shape != (c,):
+        return False
+    if delta is not None and (delta.shape != x.shape or delta.dtype != x.dtype):
+        return False  # torch's x + delta would promote or broadcast
+    tensors = (x, weight, bias) if delta is None else (x, delta, weight, bias)
+    return _use_triton(*tensors)
+
+
+def _launch_layer_norm(x, delta, s, y, weight, bias, eps) -> None:
+    c = x.shape[-1]
+    rows = x.numel() // c
+    block_c = triton.next_power_of_2(c)
+    block_r = max(1, _NORM_TILE // block_c)
+    _layer_norm_kernel[(triton.cdiv(rows, block_r),)](
+        x, delta if delta is not None else x, s if s is not None else y, y,
+        weight.contiguous(), bias.contiguous(), rows, c, eps,
+        ADD=delta is not None, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=4 if block_c <= 1024 else 8,
+    )  # fmt: skip
+
+
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> torch.Tensor:
+    """LayerNorm over the last dimension of ``x [..., C]`` (float32 statistics, ``x``'s dtype out)."""
+    if not _norm_runs_triton(x, weight, bias):
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], weight, bias, eps)
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    _launch_layer_norm(x, None, None, y, weight, bias, eps)
+    return y
+
+
+def add_layer_norm(
+    x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A residual add and the LayerNorm of its result in one pass: ``s = x + delta`` (rounded as
+    torch rounds it) and ``y = layer_norm(s)``; returns ``(s, y)``."""
+    if not _norm_runs_triton(x, weight, bias, delta):
+        s = x + delta
+        return s, torch.nn.functional.layer_norm(s, s.shape[-1:], weight, bias, eps)
+    x, delta = x.contiguous(), delta.contiguous()
+    s, y = torch.empty_like(x), torch.empty_like(x)
+    _launch_layer_norm(x, delta, s, y, weight, bias, eps)
+    return s, y

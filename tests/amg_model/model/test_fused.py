@@ -1,4 +1,5 @@
-"""Fused GroupNorm and frame/pixel transposes equal their definitions (torch and Triton versions)."""
+"""Fused GroupNorm, LayerNorm and frame/pixel transposes equal their definitions (torch and Triton
+versions)."""
 
 import textwrap
 
@@ -50,6 +51,39 @@ def test_add_swapped_adds_the_transposed_rows():
     torch.testing.assert_close(fused.add_swapped(x, y, 3), expected.reshape(2, 15, 8))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_layer_norm_falls_back_to_torch(dtype):
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(2, 7, 40, generator=g) * 2 + 1).to(dtype)
+    d = torch.randn(2, 7, 40, generator=g).to(dtype)
+    w, b = torch.randn(40, generator=g).to(dtype), torch.randn(40, generator=g).to(dtype)
+    ln = torch.nn.functional.layer_norm
+    torch.testing.assert_close(fused.layer_norm(x, w, b, 1e-5), ln(x, (40,), w, b, 1e-5), atol=0, rtol=0)
+    s, y = fused.add_layer_norm(x, d, w, b, 1e-5)
+    torch.testing.assert_close(s, x + d, atol=0, rtol=0)
+    torch.testing.assert_close(y, ln(x + d, (40,), w, b, 1e-5), atol=0, rtol=0)
+
+
+def test_transformer_block_with_fused_norms_is_the_same_function():
+    """On a CPU the fused-norm block runs the same torch ops as the unfused one and as diffusers."""
+    from diffusers.models.attention import BasicTransformerBlock
+
+    from amg_model.model.channels_last import _transformer_block, sdpa_attention
+
+    torch.manual_seed(0)
+    block = BasicTransformerBlock(40, 2, 20, cross_attention_dim=16, activation_fn="geglu").eval()
+    with torch.no_grad():
+        for norm in (block.norm1, block.norm2, block.norm3):
+            norm.weight.normal_(1.0, 0.3)
+            norm.bias.normal_(0.0, 0.3)
+        x, ctx = torch.randn(3, 10, 40) * 2 + 1, torch.randn(3, 7, 16)
+        fused_out = _transformer_block(block, x, ctx, sdpa_attention, 1, fused_norms=True)
+        plain = _transformer_block(block, x, ctx, sdpa_attention, 1, fused_norms=False)
+        expected = block(x, encoder_hidden_states=ctx)
+    assert torch.equal(fused_out, plain)
+    torch.testing.assert_close(fused_out, expected, atol=1e-5, rtol=1e-5)
+
+
 _INTERPRETED = textwrap.dedent(
     """
     import torch
@@ -80,14 +114,57 @@ _INTERPRETED = textwrap.dedent(
         gated = proj[..., :c] * torch.nn.functional.gelu(proj[..., c:])
         worst = max(worst, (fused.geglu(proj) - gated).abs().max().item())
     print(worst)
+    worst_ln = {torch.float32: 0.0, torch.float16: 0.0}  # of |out - ref| / (1 + |ref|)
+    for shape in [(3, 7, 40), (13, 320), (1, 320)]:  # rows not a multiple of the programs' rows
+        c = shape[-1]
+        for dtype in worst_ln:
+            x = (torch.randn(shape) * 2 + 1).to(dtype)
+            d = torch.randn(shape).to(dtype)
+            w, bias = torch.randn(c) * 0.5 + 1, torch.randn(c)
+            ref = torch.nn.functional.layer_norm(x.float(), (c,), w, bias, 1e-5)
+            err = (fused.layer_norm(x, w, bias, 1e-5).float() - ref).abs() / (1 + ref.abs())
+            worst_ln[dtype] = max(worst_ln[dtype], err.max().item())
+            s, y = fused.add_layer_norm(x, d, w, bias, 1e-5)
+            assert s.dtype == dtype and y.dtype == dtype and y.shape == x.shape
+            assert torch.equal(s, x + d), "the sum is rounded as torch rounds it"
+            ref = torch.nn.functional.layer_norm((x + d).float(), (c,), w, bias, 1e-5)
+            err = (y.float() - ref).abs() / (1 + ref.abs())
+            worst_ln[dtype] = max(worst_ln[dtype], err.max().item())
+    print(worst_ln[torch.float32], worst_ln[torch.float16])
+
+    # a transformer block (stand-in modules) with the fused norms against the LayerNorm modules
+    from types import SimpleNamespace as NS
+    from amg_model.model.channels_last import _transformer_block, sdpa_attention
+    def attn(dim, source):
+        lin = lambda i, o: torch.nn.Linear(i, o, bias=False)
+        return NS(to_q=lin(dim, dim), to_k=lin(source, dim), to_v=lin(source, dim),
+                  to_out=[torch.nn.Linear(dim, dim)], heads=2)
+    def norm(dim):
+        n = torch.nn.LayerNorm(dim)
+        torch.nn.init.normal_(n.weight, 1.0, 0.3)
+        torch.nn.init.normal_(n.bias, 0.0, 0.3)
+        return n
+    block = NS(norm1=norm(40), norm2=norm(40), norm3=norm(40), attn1=attn(40, 40), attn2=attn(40, 16),
+               ff=NS(net=[NS(proj=torch.nn.Linear(40, 160)), None, torch.nn.Linear(80, 40)]))
+    with torch.no_grad():
+        x, ctx = torch.randn(3, 10, 40) * 2 + 1, torch.randn(3, 7, 16)
+        out = _transformer_block(block, x, ctx, sdpa_attention, 1, fused_norms=True)
+        ref = _transformer_block(block, x, ctx, sdpa_attention, 1, fused_norms=False)
+    print((out - ref).abs().max().item())
     """
 )
 
 
 def test_triton_kernels_under_the_interpreter():
-    """The Triton kernels themselves (run by Triton's CPU interpreter) give GroupNorm and the transposes."""
+    """The Triton kernels themselves (run by Triton's CPU interpreter) give GroupNorm, LayerNorm and the
+    transposes."""
     pytest.importorskip("triton")
-    assert float(run_interpreted(_INTERPRETED)) < 1e-5
+    lines = run_interpreted(_INTERPRETED)
+    assert float(lines[-3]) < 1e-5
+    worst_fp32, worst_fp16 = map(float, lines[-2].split())
+    assert worst_fp32 < 1e-5
+    assert worst_fp16 < 2e-3
+    assert float(lines[-1]) < 1e-4  # the transformer block with fused norms
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or fused.triton is None, reason="needs CUDA and Triton")
@@ -110,3 +187,22 @@ def test_triton_kernels_on_cuda_match_the_torch_versions():
     out = fused.group_norm_tokens(x, 32, w, b, 1e-6, True, 0, offset).float()
     ref = _reference(x.float() + offset[:, None], 32, w, b, 1e-6, True, 0)
     assert (out - ref).abs().max() < 1e-2 * ref.abs().max()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or fused.triton is None, reason="needs CUDA and Triton")
+@pytest.mark.parametrize("c", [320, 640, 1280, 40])
+def test_layer_norm_kernels_on_cuda_match_torch(c):
+    torch.manual_seed(0)
+    x = (torch.randn(1000, c, device="cuda") * 2 + 1).half()
+    d = torch.randn(1000, c, device="cuda").half()
+    w = (torch.randn(c, device="cuda") * 0.5 + 1).half()
+    b = torch.randn(c, device="cuda").half()
+    ref = torch.nn.functional.layer_norm(x.float(), (c,), w.float(), b.float(), 1e-5)
+    torch.testing.assert_close(fused.layer_norm(x, w, b, 1e-5).float(), ref, atol=2e-2, rtol=2e-3)
+    s, y = fused.add_layer_norm(x, d, w, b, 1e-5)
+    assert torch.equal(s, x + d)
+    ref = torch.nn.functional.layer_norm((x + d).float(), (c,), w.float(), b.float(), 1e-5)
+    torch.testing.assert_close(y.float(), ref, atol=2e-2, rtol=2e-3)
+    x32 = x.float().view(10, 100, c)
+    ref = torch.nn.functional.layer_norm(x32, (c,), w.float(), b.float(), 1e-5)
+    torch.testing.assert_close(fused.layer_norm(x32, w.float(), b.float(), 1e-5), ref, atol=1e-5, rtol=1e-5)
