@@ -74,6 +74,23 @@ def sample_clip(unet, avatar, cond, uncond, noise, steps: int) -> torch.Tensor:
     return sample_video(unet, avatar, cond, uncond, steps=steps, guidance=3.0, noise=noise)
 
 
+# Kernel-name fragments of each kind of GPU work (cuBLAS, cuDNN, CUTLASS, flash and this package's kernels).
+KERNEL_KINDS = (
+    ("attention", ("sdpa", "fmha", "flash", "attention")),
+    ("convolution", ("convolution", "conv2d", "conv3d", "fprop", "implicit", "winograd")),
+    ("matrix product", ("gemm", "nvjet", "cutlass", "xmma", "cublas")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    """Which kind of work a GPU kernel does, from its name: a matrix kind or "memory-bound / other"."""
+    low = name.lower()
+    for kind, fragments in KERNEL_KINDS:
+        if any(f in low for f in fragments):
+            return kind
+    return "memory-bound / other"
+
+
 def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
     """Top GPU kernels of one guided UNet call: the eager forward, or the compiled one in mode "compile"
     (graph-replayed modes hide their kernels, so they are profiled through the eager forward)."""
@@ -92,6 +109,13 @@ def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
     total = sum(e.device_time_total for e in events)
     kernels = sum(e.count for e in events)
     print(f"  GPU time of one {model.mode} call: {total / 1e3:.1f} ms in {kernels} kernels")
+    kinds: dict[str, list[float]] = {}
+    for e in events:
+        entry = kinds.setdefault(kernel_kind(e.key), [0.0, 0])
+        entry[0] += e.device_time_total
+        entry[1] += e.count
+    for kind, (us, count) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+        print(f"    {kind:22s} {us / 1e3:6.2f} ms  {count:6d} kernels  {100 * us / total:4.1f} %")
     print(events.table(sort_by="device_time_total", row_limit=25, max_name_column_width=90))
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
         forward(x, t, ctx)
