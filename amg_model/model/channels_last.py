@@ -92,7 +92,8 @@ def group_norm(
 
     With ``frames > 1`` the statistics span the ``frames`` consecutive images of each video, as the
     temporal layers' GroupNorm over ``[B, C, F, H, W]``. Statistics are accumulated in float32.
-    ``offset [B*F / frames, C]`` is added to ``x`` first (without materialising the sum).
+    ``offset [B*F / frames, C]`` is added to ``x`` first (without materialising the sum); an offset
+    with fewer rows is shared by consecutive videos (:func:`~amg_model.model.fused.group_norm_tokens`).
     """
     n, c, h, w = x.shape
     t = _tokens(x).reshape(n // frames, frames * h * w, c)
@@ -100,31 +101,50 @@ def group_norm(
     return _image(y.view(n, h * w, c), h, w)
 
 
-def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
-    """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy)."""
+def _temporal_conv3d(
+    x: torch.Tensor, conv: torch.nn.Conv3d, frames: int, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy),
+    with ``bias`` instead of the layer's own."""
     n, c, h, w = x.shape
     x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
     weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
-    y = F.conv3d(x5, weight, conv.bias, padding=(1, 0, 0))
+    y = F.conv3d(x5, weight, bias, padding=(1, 0, 0))
     y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
     return y.reshape(n, -1, h, w)
 
 
 def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
-    """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual."""
-    h = x
-    for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
-        h = _temporal_conv3d(group_norm(h, block[0], frames, silu=True), block[-1], frames)
+    """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual.
+
+    The first three convolutions' biases are added inside the next GroupNorm (its ``offset``):
+    a Conv3d adds its bias in a separate pass over the output.
+    """
+    h, pending = x, None
+    stages = (layer.conv1, layer.conv2, layer.conv3, layer.conv4)
+    for i, block in enumerate(stages):
+        h = group_norm(h, block[0], frames, silu=True, offset=pending)
+        conv = block[-1]
+        last = i == len(stages) - 1
+        h = _temporal_conv3d(h, conv, frames, bias=conv.bias if last else None)
+        pending = None if last or conv.bias is None else conv.bias[None]  # one row for all videos
     return h.add_(x)
 
 
-def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb: torch.Tensor, frames: int) -> torch.Tensor:
+def resnet_block(
+    block: torch.nn.Module,
+    x: torch.Tensor,
+    temb: torch.Tensor,
+    frames: int,
+    temb_silu: torch.Tensor | None = None,
+) -> torch.Tensor:
     """diffusers' ``ResnetBlock2D`` (default time-embedding norm) on channels-last frames.
 
     ``temb`` is ``[B, D]``, one row per video; it is added to all ``frames`` of that video.
+    ``temb_silu``: ``silu(temb)`` if already computed (it is the same for every block).
     """
     h = block.conv1(group_norm(x, block.norm1, silu=True))
-    t = block.time_emb_proj(F.silu(temb)).repeat_interleave(frames, dim=0)  # [B*F, C]
+    t = block.time_emb_proj(F.silu(temb) if temb_silu is None else temb_silu)  # [B, C], shared by the frames
     h = block.conv2(group_norm(h, block.norm2, silu=True, offset=t))  # norm2(h + t)
     shortcut = block.conv_shortcut(x) if block.conv_shortcut is not None else x
     h = h.add_(shortcut)
@@ -283,6 +303,7 @@ def unet_forward(
         timestep = timestep[None]
     temb = unet.time_proj(timestep.expand(b)).to(sample.dtype)
     temb = unet.time_embedding(temb)
+    temb_silu = F.silu(temb)
     x = sample.transpose(1, 2).reshape(b * frames, -1, height, width)
     x = unet.conv_in(x.contiguous(memory_format=torch.channels_last))
     x = temporal_transformer(unet.transformer_in, x, temporal, frames, fused_norms)
@@ -290,7 +311,7 @@ def unet_forward(
     skips = [x]
     for block in unet.down_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
+            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
             if attn is not None:
                 x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
                 x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
@@ -301,18 +322,20 @@ def unet_forward(
             skips.append(x)
 
     mid = unet.mid_block
-    x = temporal_conv_layer(mid.temp_convs[0], resnet_block(mid.resnets[0], x, temb, frames), frames)
+    x = temporal_conv_layer(
+        mid.temp_convs[0], resnet_block(mid.resnets[0], x, temb, frames, temb_silu), frames
+    )
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
         x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
         x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
-        x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
+        x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = torch.cat([x, skips.pop()], dim=1)
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames), frames)
+            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
             if attn is not None:
                 x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
                 x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)

@@ -40,6 +40,18 @@ def test_group_norm_tokens_with_an_offset_normalises_the_sum():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_a_group_norm_offset_row_is_shared_by_consecutive_videos():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 5, 16, generator=g)
+    offset = torch.randn(2, 16, generator=g) * 3  # rows for videos 0-2 and 3-5
+    w, b = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    out = fused.group_norm_tokens(x, 4, w, b, 1e-5, offset=offset)
+    expected = _reference(x + offset.repeat_interleave(3, 0)[:, None], 4, w, b, 1e-5, False, 0)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="does not fit 6 videos of 16 channels"):
+        fused.group_norm_tokens(x, 4, w, b, 1e-5, offset=torch.zeros(4, 16))
+
+
 def test_geglu_is_gated_gelu():
     p = torch.randn(2, 5, 12)
     torch.testing.assert_close(fused.geglu(p), p[..., :6] * torch.nn.functional.gelu(p[..., 6:]))
@@ -107,6 +119,12 @@ _INTERPRETED = textwrap.dedent(
         out = fused.group_norm_tokens(x, g, w, bias, 1e-6, True, 0, offset)
         ref = torch.nn.functional.group_norm((x + offset[:, None]).transpose(1, 2), g, w, bias, 1e-6)
         worst = max(worst, (out - torch.nn.functional.silu(ref.transpose(1, 2))).abs().max().item())
+        row = torch.randn(1, c) * 3  # one row for all videos, as a broadcast view (stride 0)
+        out = fused.group_norm_tokens(x, g, w, bias, 1e-6, False, 0, row.expand(b, c))
+        ref = torch.nn.functional.group_norm((x + row[:, None]).transpose(1, 2), g, w, bias, 1e-6)
+        worst = max(worst, (out - ref.transpose(1, 2)).abs().max().item())
+        out = fused.group_norm_tokens(x, g, w, bias, 1e-6, False, 0, row)
+        worst = max(worst, (out - ref.transpose(1, 2)).abs().max().item())
         y = torch.randn(b, p * f, c)
         expected = (x.view(b, f, p, c) + y.view(b, p, f, c).transpose(1, 2)).reshape(b, f * p, c)
         worst = max(worst, (fused.add_swapped(x, y, f) - expected).abs().max().item())
