@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from amg_model.model.attention import Attention, sdpa_attention
-from amg_model.model.fused import add_layer_norm, add_swapped, geglu, group_norm_tokens, layer_norm
+from amg_model.model.fused import (
+    add_bias_residual_,
+    add_layer_norm,
+    add_swapped,
+    geglu,
+    group_norm_tokens,
+    layer_norm,
+)
 from amg_model.model.short_attention import short_attention, short_attention_applies
 
 
@@ -117,8 +124,8 @@ def _temporal_conv3d(
 def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
     """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual.
 
-    The first three convolutions' biases are added inside the next GroupNorm (its ``offset``):
-    a Conv3d adds its bias in a separate pass over the output.
+    The convolutions' biases are added inside the next GroupNorm (its ``offset``) or, for the last,
+    with the residual: a convolution adds its bias in a separate pass over the output.
     """
     h, pending = x, None
     stages = (layer.conv1, layer.conv2, layer.conv3, layer.conv4)
@@ -126,9 +133,20 @@ def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) ->
         h = group_norm(h, block[0], frames, silu=True, offset=pending)
         conv = block[-1]
         last = i == len(stages) - 1
-        h = _temporal_conv3d(h, conv, frames, bias=conv.bias if last else None)
+        h = _temporal_conv3d(h, conv, frames)
         pending = None if last or conv.bias is None else conv.bias[None]  # one row for all videos
-    return h.add_(x)
+    return add_bias_residual_(h, x, layer.conv4[-1].bias)
+
+
+def _conv_without_bias(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` without its bias, which the caller adds in a later pass it already makes."""
+    return conv._conv_forward(x, conv.weight, None)
+
+
+def _sum_of_biases(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return a + b
 
 
 def resnet_block(
@@ -143,11 +161,18 @@ def resnet_block(
     ``temb`` is ``[B, D]``, one row per video; it is added to all ``frames`` of that video.
     ``temb_silu``: ``silu(temb)`` if already computed (it is the same for every block).
     """
-    h = block.conv1(group_norm(x, block.norm1, silu=True))
-    t = block.time_emb_proj(F.silu(temb) if temb_silu is None else temb_silu)  # [B, C], shared by the frames
-    h = block.conv2(group_norm(h, block.norm2, silu=True, offset=t))  # norm2(h + t)
-    shortcut = block.conv_shortcut(x) if block.conv_shortcut is not None else x
-    h = h.add_(shortcut)
+    h = _conv_without_bias(block.conv1, group_norm(x, block.norm1, silu=True))
+    proj = block.time_emb_proj
+    offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
+    t = F.linear(F.silu(temb) if temb_silu is None else temb_silu, proj.weight, offset_bias)  # [B, C]
+    h = _conv_without_bias(block.conv2, group_norm(h, block.norm2, silu=True, offset=t))  # norm2(h + t)
+    out_bias = block.conv2.bias
+    if block.conv_shortcut is not None:
+        shortcut = _conv_without_bias(block.conv_shortcut, x)
+        out_bias = _sum_of_biases(out_bias, block.conv_shortcut.bias)
+    else:
+        shortcut = x
+    h = add_bias_residual_(h, shortcut, out_bias)
     if block.output_scale_factor != 1.0:
         h = h.div_(block.output_scale_factor)
     return h

@@ -297,6 +297,54 @@ def add_swapped(x: torch.Tensor, y: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
+# Convolution bias and residual
+# ----------------------------------------------------------------------------------------------
+
+if triton is not None:
+
+    @triton.jit
+    def _add_bias_residual_kernel(
+        y_ptr, r_ptr, b_ptr, rows, C, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
+    ):  # fmt: skip
+        # y[r, c] += residual[r, c] + bias[c], rows of C channels
+        r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mask = (r < rows)[:, None] & (cols < C)[None, :]
+        offs = r.to(tl.int64)[:, None] * C + cols[None, :]
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        y += tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        y += tl.load(b_ptr + cols, mask=cols < C, other=0.0).to(tl.float32)[None, :]
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def add_bias_residual_(y: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``y += residual + bias`` in place for ``[N, C, H, W]`` tensors (``bias [C]`` per channel), in
+    one pass where the kernel runs (CUDA, channels-last ``y`` and ``residual`` of one dtype); returns ``y``.
+
+    A convolution's output without its bias plus the block's residual: cuDNN convolutions add the
+    bias in a separate, strided pass.
+    """
+    cl = torch.channels_last
+    if (
+        bias is None
+        or y.dim() != 4
+        or residual.shape != y.shape
+        or residual.dtype != y.dtype
+        or not (y.is_contiguous(memory_format=cl) and residual.is_contiguous(memory_format=cl))
+        or not _use_triton(y, residual, bias)
+    ):
+        y.add_(residual)
+        return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
+    n, c, h, w = y.shape
+    rows = n * h * w
+    block_c = _blocks(c)
+    _add_bias_residual_kernel[(triton.cdiv(rows, 32), triton.cdiv(c, block_c))](
+        y, residual, bias.contiguous(), rows, c, BLOCK_R=32, BLOCK_C=block_c
+    )
+    return y
+
+
+# ----------------------------------------------------------------------------------------------
 # LayerNorm (and the residual add before it)
 # ----------------------------------------------------------------------------------------------
 

@@ -52,6 +52,15 @@ def test_a_group_norm_offset_row_is_shared_by_consecutive_videos():
         fused.group_norm_tokens(x, 4, w, b, 1e-5, offset=torch.zeros(4, 16))
 
 
+def test_add_bias_residual_adds_both_in_place():
+    y = torch.randn(2, 6, 3, 5).contiguous(memory_format=torch.channels_last)
+    r, bias = torch.randn(2, 6, 3, 5), torch.randn(6)
+    expected = y + r + bias.view(1, 6, 1, 1)
+    out = fused.add_bias_residual_(y, r, bias)
+    assert out is y
+    torch.testing.assert_close(y, expected)
+
+
 def test_geglu_is_gated_gelu():
     p = torch.randn(2, 5, 12)
     torch.testing.assert_close(fused.geglu(p), p[..., :6] * torch.nn.functional.gelu(p[..., 6:]))
@@ -125,6 +134,11 @@ _INTERPRETED = textwrap.dedent(
         worst = max(worst, (out - ref.transpose(1, 2)).abs().max().item())
         out = fused.group_norm_tokens(x, g, w, bias, 1e-6, False, 0, row)
         worst = max(worst, (out - ref.transpose(1, 2)).abs().max().item())
+        cl = torch.channels_last
+        y4 = torch.randn(b, c, f, p).contiguous(memory_format=cl)
+        r4, bias4 = torch.randn(b, c, f, p).contiguous(memory_format=cl), torch.randn(c)
+        expected = y4 + r4 + bias4.view(1, c, 1, 1)
+        worst = max(worst, (fused.add_bias_residual_(y4, r4, bias4) - expected).abs().max().item())
         y = torch.randn(b, p * f, c)
         expected = (x.view(b, f, p, c) + y.view(b, p, f, c).transpose(1, 2)).reshape(b, f * p, c)
         worst = max(worst, (fused.add_swapped(x, y, f) - expected).abs().max().item())
