@@ -178,3 +178,14 @@ def test_a_fast_unet_is_freed_as_soon_as_it_is_dropped(unet):
             assert dropped() is None, mode
     finally:
         gc.enable()
+
+
+def test_channels_last_forward_traces_as_one_graph(unet):
+    """The compile modes trace the channels-last forward: no graph breaks (``fullgraph``), same result.
+    (``aot_eager`` traces as inductor does but runs the traced graph without generating code.)"""
+    from amg_model.model.channels_last import unet_forward
+
+    x, t, ctx = _inputs(frames=3)
+    compiled = torch.compile(unet_forward, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(unet, x, t, ctx), unet_forward(unet, x, t, ctx))
