@@ -117,6 +117,10 @@ def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
     for kind, (us, count) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
         print(f"    {kind:22s} {us / 1e3:6.2f} ms  {count:6d} kernels  {100 * us / total:4.1f} %")
     print(events.table(sort_by="device_time_total", row_limit=25, max_name_column_width=90))
+    print("  most frequent kernels (count, GPU ms, name):")
+    for e in sorted(events, key=lambda e: -e.count)[:15]:
+        if e.device_time_total > 0:
+            print(f"    {e.count:6d} {e.device_time_total / 1e3:7.2f}  {e.key[:110]}")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
         forward(x, t, ctx)
         torch.cuda.synchronize()
