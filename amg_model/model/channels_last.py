@@ -11,6 +11,8 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
 - spatial transformers work on the token view without copies; temporal transformers copy once
   into ``[B*H*W, F, C]`` and once back (fused with the residual add);
 - temporal 3x1x1 convolutions are Conv3d calls on the channels-last-3d view of the same memory;
+- convolution biases are not added in a pass of their own: they go into the next GroupNorm's
+  statistics (``offset``) or into the residual add (:func:`~amg_model.model.fused.add_bias_residual_`);
 - on a GPU the transformer blocks' LayerNorms run as one kernel each, fused with the residual
   add before them (:func:`~amg_model.model.fused.add_layer_norm`);
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
