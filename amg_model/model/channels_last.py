@@ -110,15 +110,13 @@ def group_norm(
     return _image(y.view(n, h * w, c), h, w)
 
 
-def _temporal_conv3d(
-    x: torch.Tensor, conv: torch.nn.Conv3d, frames: int, bias: torch.Tensor | None = None
-) -> torch.Tensor:
+def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
     """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy),
-    with ``bias`` instead of the layer's own."""
+    without its bias (the caller adds it in a pass it already makes)."""
     n, c, h, w = x.shape
     x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
     weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
-    y = F.conv3d(x5, weight, bias, padding=(1, 0, 0))
+    y = F.conv3d(x5, weight, None, padding=(1, 0, 0))
     y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
     return y.reshape(n, -1, h, w)
 
