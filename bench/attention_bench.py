@@ -21,15 +21,16 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from call_timing import call_time_us  # noqa: E402
 
 from amg_model.model.attention import sdpa_attention  # noqa: E402
 from amg_model.model.short_attention import (  # noqa: E402
@@ -41,7 +42,6 @@ from amg_model.model.short_attention import (  # noqa: E402
 LEVELS = ((1024, 320), (256, 640), (64, 1280), (16, 1280))  # (pixels, channels) at a 32x32 latent
 BATCH = 2  # guidance: conditional and unconditional
 HEAD_DIM = 64
-SLEEP_CYCLES = 2_000_000  # about 1 ms of GPU time: longer than queueing any variant's call
 
 
 def _forced(backend: SDPBackend) -> Callable:
@@ -66,27 +66,6 @@ def _variants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> 
             kernel = functools.partial(_short_attention_triton, num_warps=warps)
             variants.append((f"short_attention num_warps={warps}", kernel))
     return variants
-
-
-def _time_us(fn: Callable[[], torch.Tensor], reps: int, cuda: bool) -> float:
-    for _ in range(5):  # warm-up (and Triton's compilation)
-        fn()
-    if not cuda:
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e6)
-        return statistics.median(times)
-    torch.cuda.synchronize()
-    events = [[torch.cuda.Event(enable_timing=True) for _ in range(2)] for _ in range(reps)]
-    for start, end in events:
-        torch.cuda._sleep(SLEEP_CYCLES)  # the GPU waits while the CPU queues the call: no launch gaps
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) for start, end in events) * 1000.0
 
 
 def main() -> None:
@@ -118,7 +97,7 @@ def main() -> None:
             except RuntimeError as err:  # a backend that does not take these inputs
                 print(f"| {shape} | {name} | error: {str(err).splitlines()[0][:80]} | | |")
                 continue
-            us = _time_us(functools.partial(attend, q, k, v, heads), args.reps, cuda)
+            us = call_time_us(functools.partial(attend, q, k, v, heads), args.reps, cuda)
             base = us if base is None else base
             print(f"| {shape} | {name} | {us:.1f} | {base / us:.2f} | {diff:.2e} |")
 

@@ -22,44 +22,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from call_timing import call_time_us  # noqa: E402
 
 from amg_model.model import fused  # noqa: E402
 
 SHAPES = ((32768, 320), (8192, 640), (2048, 1280), (512, 1280))
 EPS = 1e-5  # diffusers BasicTransformerBlock's LayerNorm eps
-SLEEP_CYCLES = 1_000_000  # about 0.5 ms of GPU time: longer than queueing any variant's call
-
-
-def _time_us(fn: Callable[[], object], reps: int, cuda: bool, flush: torch.Tensor | None) -> float:
-    for _ in range(5):  # warm-up (and Triton's compilation)
-        fn()
-    if not cuda:
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e6)
-        return statistics.median(times)
-    torch.cuda.synchronize()
-    events = [[torch.cuda.Event(enable_timing=True) for _ in range(2)] for _ in range(reps)]
-    for start, end in events:
-        torch.cuda._sleep(SLEEP_CYCLES)  # the GPU waits while the CPU queues the call: no launch gaps
-        if flush is not None:
-            flush.zero_()  # evict the inputs from L2 (before the start event: not timed)
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) for start, end in events) * 1000.0
 
 
 def _max_diff(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> float:
@@ -121,7 +97,7 @@ def main() -> None:
             base = None
             for name, fn in ((ref_name, ref_fn), (new_name, new_fn)):
                 out = fn()
-                us = _time_us(fn, args.reps, cuda, flush)
+                us = call_time_us(fn, args.reps, cuda, flush)
                 base = us if base is None else base
                 gbps = traffic / us / 1e3
                 print(

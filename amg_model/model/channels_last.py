@@ -127,15 +127,12 @@ def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) ->
     The convolutions' biases are added inside the next GroupNorm (its ``offset``) or, for the last,
     with the residual: a convolution adds its bias in a separate pass over the output.
     """
-    h, pending = x, None
-    stages = (layer.conv1, layer.conv2, layer.conv3, layer.conv4)
-    for i, block in enumerate(stages):
-        h = group_norm(h, block[0], frames, silu=True, offset=pending)
-        conv = block[-1]
-        last = i == len(stages) - 1
-        h = _temporal_conv3d(h, conv, frames)
-        pending = None if last or conv.bias is None else conv.bias[None]  # one row for all videos
-    return add_bias_residual_(h, x, layer.conv4[-1].bias)
+    h, bias = x, None
+    for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
+        offset = None if bias is None else bias[None]  # one row for all videos
+        h = _temporal_conv3d(group_norm(h, block[0], frames, silu=True, offset=offset), block[-1], frames)
+        bias = block[-1].bias  # added by the next stage's GroupNorm, or with the residual after the last
+    return add_bias_residual_(h, x, bias)
 
 
 def _conv_without_bias(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
