@@ -9,11 +9,7 @@ nearest. Pixel centres sit at integer + 0.5.
 
 from __future__ import annotations
 
-import sys
-
 import torch
-
-_LITTLE_ENDIAN = sys.byteorder == "little"  # x86, ARM and CUDA GPUs
 
 # Rows and columns of padding the z-buffer has beyond the image (kept for its callers' layout).
 BLOCK_PAD = 8
@@ -147,13 +143,11 @@ def rasterize_zbuffer(
         for s0 in range(start, start + count, step):
             sel = slice(s0, min(start + count, s0 + step))
             # key = (inverse depth bits << 32) | face: the two 32-bit words written side by side
-            # (the face is the low word, first in memory on little-endian machines), read as one
-            # int64. Inverse depth is positive, so its bits order like the value.
+            # (the face is the low word, first in memory: little-endian, which render_meshes
+            # checks), read as one int64. Inverse depth is positive, so its bits order like the value.
             words = torch.empty(sel.stop - sel.start, length, 2, dtype=torch.int32, device=device)
-            high, low = (1, 0) if _LITTLE_ENDIAN else (0, 1)
-            depth_word = words[..., high].view(torch.float32)
-            torch.addcmul(inv0[sel, None], slope[sel, None], offset_f, out=depth_word)
-            words[..., low] = face_word[sel, None]
+            torch.addcmul(inv0[sel, None], slope[sel, None], offset_f, out=words[..., 1].view(torch.float32))
+            words[..., 0] = face_word[sel, None]
             key = words.view(torch.int64)
             zbuf.scatter_reduce_(0, (row_base[sel, None] + offset).reshape(-1), key.reshape(-1), "amax")
         start += count
