@@ -203,6 +203,11 @@ def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return ff.net[2](geglu(ff.net[0].proj(x)))
 
 
+def repeat_batch(x: torch.Tensor, copies: int) -> torch.Tensor:
+    """``copies`` copies of ``x`` along the batch (dim 0), in ``x``'s memory format."""
+    return x if copies == 1 else torch.cat([x] * copies)
+
+
 def _transformer_block(
     block: torch.nn.Module,
     x: torch.Tensor,
@@ -210,20 +215,24 @@ def _transformer_block(
     attention: Attention,
     frames: int,
     fused_norms: bool = True,
+    copies: int = 1,
 ) -> torch.Tensor:
     """diffusers ``BasicTransformerBlock`` (layer norms, self-, cross- or second self-attention, GEGLU).
 
     With ``fused_norms`` the norms go through :func:`~amg_model.model.fused.layer_norm` and, with
     the residual adds before ``norm2`` and ``norm3`` in the same pass,
     :func:`~amg_model.model.fused.add_layer_norm` (the same torch ops where their kernels do not run).
+    ``copies > 1``: ``x`` is shared by ``copies`` contexts (``context`` has ``copies`` times its
+    batch); it is copied for them just before the cross-attention.
     """
     if not fused_norms:
-        x = x + _attention(block.attn1, block.norm1(x), None, attention)
+        x = repeat_batch(x + _attention(block.attn1, block.norm1(x), None, attention), copies)
         x = x + _attention(block.attn2, block.norm2(x), context, attention, frames)
         return x + _feed_forward(block.ff, block.norm3(x))
     n1, n2, n3 = block.norm1, block.norm2, block.norm3
     h = _attention(block.attn1, layer_norm(x, n1.weight, n1.bias, n1.eps), None, attention)
     x, h = add_layer_norm(x, h, n2.weight, n2.bias, n2.eps)
+    x, h = repeat_batch(x, copies), repeat_batch(h, copies)
     h = _attention(block.attn2, h, context, attention, frames)
     x, h = add_layer_norm(x, h, n3.weight, n3.bias, n3.eps)
     return x + _feed_forward(block.ff, h)
@@ -236,14 +245,21 @@ def spatial_transformer(
     attention: Attention,
     frames: int,
     fused_norms: bool = True,
+    copies: int = 1,
 ) -> torch.Tensor:
-    """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text."""
+    """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text.
+
+    ``copies > 1``: ``x`` is shared by ``copies`` contexts (``context`` has ``copies`` times its
+    batch); the result has ``copies`` times the batch of ``x``.
+    """
     n, c, h, w = x.shape
     t = model.proj_in(_tokens(group_norm(x, model.norm)))
     for block in model.transformer_blocks:
-        t = _transformer_block(block, t, context, attention, frames, fused_norms)
-    t = model.proj_out(t)
-    return _image(t, h, w).add_(x)
+        t = _transformer_block(block, t, context, attention, frames, fused_norms, copies)
+        copies = 1
+    out = _image(model.proj_out(t), h, w)
+    out.view(-1, n, c, h, w).add_(x)  # x is the residual of every copy
+    return out
 
 
 def temporal_attention(attention: Attention) -> Attention:
@@ -299,6 +315,7 @@ def unet_forward(
     attention: Attention = sdpa_attention,
     temporal: Attention | None = None,
     fused_norms: bool = True,
+    input_copies: int = 1,
 ) -> torch.Tensor:
     """diffusers ``UNet3DConditionModel`` forward in the channels-last layout.
 
@@ -314,28 +331,45 @@ def unet_forward(
         fused_norms: the transformer blocks' LayerNorms and the residual adds before them through
             the fused kernels (:func:`~amg_model.model.fused.add_layer_norm`) where they run; False:
             the LayerNorm modules and separate adds (for comparison).
+        input_copies: ``sample`` and ``timestep`` are this many copies of their first
+            ``B / input_copies`` rows, and only ``context`` differs between the copies (as with
+            classifier-free guidance). The layers before the first cross-attention then run once
+            for all copies; the caller is trusted that the copies are equal.
 
     Returns:
         ``[B, C_out, F, h, w]``, as the diffusers forward.
     """
     b, _, frames, height, width = sample.shape
+    if input_copies < 1 or b % input_copies:
+        raise ValueError(f"input_copies={input_copies} does not divide the batch of {b} videos.")
     temporal = temporal or temporal_attention(attention)
     timestep = torch.as_tensor(timestep, device=sample.device)
     if timestep.ndim == 0:
         timestep = timestep[None]
-    temb = unet.time_proj(timestep.expand(b)).to(sample.dtype)
+    b_in = b // input_copies  # videos computed until the first cross-attention
+    temb = unet.time_proj(timestep.expand(b)[:b_in]).to(sample.dtype)
     temb = unet.time_embedding(temb)
     temb_silu = F.silu(temb)
-    x = sample.transpose(1, 2).reshape(b * frames, -1, height, width)
+    x = sample[:b_in].transpose(1, 2).reshape(b_in * frames, -1, height, width)
     x = unet.conv_in(x.contiguous(memory_format=torch.channels_last))
     x = temporal_transformer(unet.transformer_in, x, temporal, frames, fused_norms)
-
     skips = [x]
+    copies = input_copies  # still to be made
+
+    def cross_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        nonlocal copies, temb, temb_silu, skips
+        x = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies)
+        if copies > 1:  # from here on every copy has its own activations
+            temb, temb_silu = repeat_batch(temb, copies), repeat_batch(temb_silu, copies)
+            skips = [repeat_batch(s, copies) for s in skips]
+            copies = 1
+        return x
+
     for block in unet.down_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
             if attn is not None:
-                x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
+                x = cross_attention(attn, x)
                 x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
             skips.append(x)
         if block.downsamplers is not None:
@@ -350,7 +384,7 @@ def unet_forward(
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
-        x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
+        x = cross_attention(attn, x)
         x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
         x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
 
@@ -359,7 +393,7 @@ def unet_forward(
             x = torch.cat([x, skips.pop()], dim=1)
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
             if attn is not None:
-                x = spatial_transformer(attn, x, context, attention, frames, fused_norms)
+                x = cross_attention(attn, x)
                 x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
         if block.upsamplers is not None:
             size = tuple(skips[-1].shape[2:]) if skips else None

@@ -88,18 +88,19 @@ class GraphedForward:
         """Drop every graph and the memory it holds (call ``torch.cuda.empty_cache`` to return it)."""
         self._graphs.clear()
 
-    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *args: torch.Tensor, **options) -> torch.Tensor:
+        """``fn(*args, **options)``; ``options`` (plain values) are fixed in each graph, as the shapes."""
         weights = tuple(table[name].data_ptr() for table, name in self._slots)
         if weights != self._weights:  # graphs of the old addresses would read freed or stale memory
             self.release()
             self._weights = weights
-        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        key = (tuple((tuple(a.shape), a.dtype) for a in args), tuple(sorted(options.items())))
         graph = self._graphs.pop(key, None)
         if graph is None:
             while len(self._graphs) >= self.max_graphs:
                 self._graphs.pop(next(iter(self._graphs)))
             log.info("capturing a CUDA graph of the UNet for input shape %s", tuple(args[0].shape))
-            graph = self.capture(self.fn, args)
+            graph = self.capture(functools.partial(self.fn, **options), args)
         self._graphs[key] = graph  # most recently used last
         return graph(*args)
 
@@ -116,15 +117,19 @@ def _eager_forward(
     attention: Callable,
     temporal: Callable | None,
     fused_norms: bool,
+    input_copies: int = 1,
 ) -> torch.Tensor:
     with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
         if channels_last:
-            return unet_forward(unet, x, t, context, attention, temporal, fused_norms)
+            return unet_forward(unet, x, t, context, attention, temporal, fused_norms, input_copies)
         return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
 
 class FastUNet:
     """Callable ``(x [B,C,F,h,w], t [B], context [B,77,D]) -> eps [B,4,F,h,w]`` in a fast mode.
+
+    It also takes ``input_copies`` (see ``__call__``), which ``sampling.guidance.guided_eps`` passes
+    to UNets whose ``takes_input_copies`` is true.
 
     Args:
         unet: a diffusers ``UNet3DConditionModel`` (weights are cast to ``dtype`` in place).
@@ -185,15 +190,23 @@ class FastUNet:
         elif mode == "compile_cuda_graph":
             self._forward = torch.compile(self._eager, mode="reduce-overhead", dynamic=False)
 
+    takes_input_copies = True
+
     def release_graphs(self) -> None:
         """Free the CUDA graphs of mode "cuda_graph" and their activation memory (before offloading)."""
         self._graphs.release()
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, input_copies: int = 1
+    ) -> torch.Tensor:
+        """The UNet; ``input_copies``: ``x`` and ``t`` are that many copies of their first rows, only
+        ``context`` differs (guidance): the channels-last forward runs the shared layers once
+        (``model.channels_last.unet_forward``)."""
         x = x.to(self.unet.dtype if not self.autocast else x.dtype)
         context = context.to(x.dtype)
         t = t.to(x.device)
+        options = {"input_copies": input_copies} if self.channels_last and input_copies > 1 else {}
         if self.mode != "cuda_graph" or x.device.type != "cuda":
-            return self._forward(x, t, context)
-        return self._graphs(x, t, context)
+            return self._forward(x, t, context, **options)
+        return self._graphs(x, t, context, **options)

@@ -7,7 +7,11 @@ from collections.abc import Callable
 import torch
 
 UNetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(x [N, 8, F, h, w], t [N] long, context [N, L, D]) -> eps [N, 4, F, h, w]``."""
+"""``(x [N, 8, F, h, w], t [N] long, context [N, L, D]) -> eps [N, 4, F, h, w]``.
+
+A UNet whose attribute ``takes_input_copies`` is true also takes the keyword ``input_copies``: ``x``
+and ``t`` are that many copies of their first rows and only ``context`` differs (as under guidance),
+so the layers before the first cross-attention may run once (``model.fast.FastUNet``)."""
 
 
 def unet_input(x_t: torch.Tensor, avatar_latents: torch.Tensor) -> torch.Tensor:
@@ -61,6 +65,7 @@ def guided_eps(
         return unet(x_in, t, cond).to(x_t.dtype)
     uncond = uncond.to(device=x_t.device, dtype=dtype).expand(batch, -1, -1)
     t = torch.full((2 * batch,), timestep, dtype=torch.long, device=x_t.device)
-    eps = unet(torch.cat([x_in, x_in]), t, torch.cat([uncond, cond])).to(x_t.dtype)
+    copies = {"input_copies": 2} if getattr(unet, "takes_input_copies", False) else {}
+    eps = unet(torch.cat([x_in, x_in]), t, torch.cat([uncond, cond]), **copies).to(x_t.dtype)
     eps_uncond, eps_cond = eps.chunk(2)
     return eps_uncond + guidance * (eps_cond - eps_uncond)

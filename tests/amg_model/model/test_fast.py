@@ -64,6 +64,38 @@ def test_channels_last_forward_equals_diffusers(unet):
         assert (out - ref).norm() < 1e-5 * ref.norm(), (frames, size)
 
 
+@pytest.mark.parametrize("attention_levels", [(True, False), (False, True)])
+@pytest.mark.parametrize("fused_norms", [True, False])
+def test_input_copies_share_the_layers_before_the_cross_attention(attention_levels, fused_norms):
+    """With guidance's batch (the same video twice, two texts) the layers before the first
+    cross-attention run once: same result as the whole batch, half the batch until then."""
+    import dataclasses
+
+    from amg_model.model.channels_last import unet_forward
+    from amg_model.model.tiny import tiny_unet_config
+
+    config = dataclasses.replace(tiny_unet_config(), attention_levels=attention_levels)
+    model = tiny_unet(seed=5, config=config).unet.eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 3, 8, 12, generator=g)  # two different videos, each under two texts
+    sample, t = torch.cat([x, x]), torch.tensor([40, 900, 40, 900])
+    ctx = torch.randn(4, 7, unet_context_dim(), generator=g)
+    conv_in_batch = []
+    hook = model.conv_in.register_forward_hook(lambda m, i, o: conv_in_batch.append(i[0].shape[0]))
+    with torch.no_grad():
+        ref = unet_forward(model, sample, t, ctx, fused_norms=fused_norms)
+        out = unet_forward(model, sample, t, ctx, fused_norms=fused_norms, input_copies=2)
+        hook.remove()
+        whole = model(sample, t, encoder_hidden_states=ctx).sample
+    assert conv_in_batch == [4 * 3, 2 * 3]
+    assert out.shape == ref.shape == (4, 4, 3, 8, 12)
+    assert (out - ref).norm() < 1e-5 * ref.norm()
+    assert (out - whole).norm() < 1e-5 * whole.norm()
+    assert (out[:2] - out[2:]).norm() > 1e-3 * out.norm()  # the texts do make a difference
+    with pytest.raises(ValueError, match="input_copies=3 does not divide"):
+        unet_forward(model, sample, t, ctx, input_copies=3)
+
+
 def test_fast_unet_channels_last_matches_the_plain_forward(unet):
     model = FastUNet(copy.deepcopy(unet), dtype=torch.float32, mode="eager", channels_last=True)
     assert all(
@@ -142,6 +174,37 @@ def test_graphed_forward_keeps_graphs_per_shape_and_drops_them_when_weights_move
         assert captured[-1] == (2, 8) and len(graphed) == 1
         graphed.release()
         assert len(graphed) == 0
+
+
+def test_graphed_forward_fixes_its_options_per_graph():
+    from amg_model.model.fast import GraphedForward
+
+    captured = []
+
+    def capture(fn, args):
+        captured.append(fn.keywords)
+        return fn
+
+    graphed = GraphedForward(lambda x, scale=1.0: x * scale, capture=capture)
+    x = torch.ones(2)
+    assert graphed(x).tolist() == [1.0, 1.0]
+    assert graphed(x, scale=3.0).tolist() == [3.0, 3.0]  # another option: another graph
+    assert graphed(x, scale=3.0).tolist() == [3.0, 3.0]
+    assert captured == [{}, {"scale": 3.0}] and len(graphed) == 2
+
+
+def test_guidance_runs_the_shared_layers_of_a_channels_last_fast_unet_once(unet):
+    model = FastUNet(copy.deepcopy(unet), dtype=torch.float32, mode="eager", channels_last=True)
+    x, _, ctx = _inputs()
+    avatar, xt = x[:1, 4:], x[:1, :4]
+    batches = []
+    hook = model.unet.conv_in.register_forward_hook(lambda m, i, o: batches.append(i[0].shape[0]))
+    guided = guided_eps(model, xt, avatar, 500, ctx[:1], ctx[1:], 3.0)
+    hook.remove()
+    assert batches == [5]  # one video of 5 frames, not the two copies guidance batches
+    e_c = model(torch.cat([xt, avatar], 1), torch.tensor([500]), ctx[:1])
+    e_u = model(torch.cat([xt, avatar], 1), torch.tensor([500]), ctx[1:])
+    torch.testing.assert_close(guided, e_u + 3.0 * (e_c - e_u), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
