@@ -34,9 +34,9 @@ from amg_model.model.fused import (
     add_bias_residual_,
     add_layer_norm,
     add_swapped,
-    geglu,
     group_norm_tokens,
     layer_norm,
+    linear_geglu,
 )
 from amg_model.model.short_attention import short_attention, short_attention_applies
 
@@ -200,7 +200,8 @@ def _attention(
 
 
 def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return ff.net[2](geglu(ff.net[0].proj(x)))
+    proj = ff.net[0].proj
+    return ff.net[2](linear_geglu(x, proj.weight, proj.bias))
 
 
 def _transformer_block(

@@ -160,6 +160,91 @@ if triton is not None:
         tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+if triton is not None:
+
+    @triton.autotune(
+        configs=[
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=4),
+        ],
+        key=["M", "INNER", "K"],
+    )
+    @triton.jit
+    def _linear_geglu_kernel(
+        x_ptr, w_ptr, b_ptr, out_ptr, M, INNER, K: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        # out = (x @ W_h^T + b_h) * gelu(x @ W_g^T + b_g) for W = [W_h; W_g] ([2 INNER, K], rows of K)
+        pid = tl.program_id(0)
+        tiles_m = tl.cdiv(M, BLOCK_M)
+        tiles_n = tl.cdiv(INNER, BLOCK_N)
+        # groups of 8 row tiles share their weight tiles in L2
+        group = 8 * tiles_n
+        first_m = (pid // group) * 8
+        size_m = min(tiles_m - first_m, 8)
+        pm = first_m + (pid % group) % size_m
+        pn = (pid % group) // size_m
+        rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
+        mmask = rm < M
+        nmask = rn < INNER
+        acc_h = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + rk
+            kmask = kk < K
+            a_ptrs = x_ptr + rm.to(tl.int64)[:, None] * K + kk[None, :]
+            a = tl.load(a_ptrs, mask=mmask[:, None] & kmask[None, :], other=0.0)
+            wmask = kmask[:, None] & nmask[None, :]
+            w_h = tl.load(w_ptr + rn[None, :] * K + kk[:, None], mask=wmask, other=0.0)  # [BLOCK_K, BLOCK_N]
+            w_g = tl.load(w_ptr + (rn + INNER)[None, :] * K + kk[:, None], mask=wmask, other=0.0)
+            acc_h = tl.dot(a, w_h, acc_h)
+            acc_g = tl.dot(a, w_g, acc_g)
+        h = acc_h + tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+        g = acc_g + tl.load(b_ptr + INNER + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+        y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
+        out = out_ptr + rm.to(tl.int64)[:, None] * INNER + rn[None, :]
+        tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
+
+
+def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """GEGLU of a linear projection, ``geglu(F.linear(x, weight, bias))`` for ``x [..., K]`` and
+    ``weight [2I, K]`` -> ``[..., I]``.
+
+    On a GPU (fp16/bf16, ``K`` a multiple of 16) it is one matrix-product kernel with the gating in
+    its epilogue: the ``[..., 2I]`` projection is never written to memory. Elsewhere
+    :func:`geglu` of the torch projection (whose dtype follows autocast).
+    """
+    k = x.shape[-1]
+    fits = (
+        bias is not None
+        and weight.dim() == 2
+        and weight.shape[1] == k
+        and weight.shape[0] % 2 == 0
+        and k % 16 == 0
+        and x.dtype in (torch.float16, torch.bfloat16)
+        and weight.dtype == x.dtype
+        and bias.dtype == x.dtype
+        and x.numel() > 0
+    )
+    if not (fits and _use_triton(x, weight, bias)):
+        return geglu(torch.nn.functional.linear(x, weight, bias))
+    inner = weight.shape[0] // 2
+    x2 = x.reshape(-1, k).contiguous()
+    m = x2.shape[0]
+    out = x2.new_empty(m, inner)
+    weight = weight.contiguous()
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(inner, meta["BLOCK_N"]),)
+
+    _linear_geglu_kernel[grid](x2, weight, bias.contiguous(), out, m, inner, K=k)
+    return out.view(*x.shape[:-1], inner)
+
+
 def geglu(proj: torch.Tensor) -> torch.Tensor:
     """GEGLU's gating of a projection ``[..., 2I]``: ``first half * gelu(second half)`` -> ``[..., I]``."""
     if not _use_triton(proj):
