@@ -194,8 +194,11 @@ def _attention(
         else:
             k, v = attn.to_k(source), attn.to_v(source)
         if context is not None and frames > 1:
-            k = k.repeat_interleave(frames, dim=0)
-            v = v.repeat_interleave(frames, dim=0)
+            # every frame of a video attends to the same keys: one attention over all its frames'
+            # queries instead of copying the keys and values per frame
+            n, length, c = q.shape
+            out = attention(q.reshape(n // frames, frames * length, c), k, v, attn.heads)
+            return attn.to_out[0](out.reshape(n, length, c))
     return attn.to_out[0](attention(q, k, v, attn.heads))
 
 
