@@ -62,22 +62,24 @@ if triton is not None:
 
     @triton.jit
     def _group_affine_kernel(
-        sum_ptr, sq_ptr, w_ptr, b_ptr, off_ptr, off_stride, off_share, scale_ptr, shift_ptr, C, CG, rows, eps,
-        CHUNKS: tl.constexpr, HAS_OFFSET: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_CG: tl.constexpr,
+        sum_ptr, sq_ptr, w_ptr, b_ptr, off_ptr, off_stride, off_share, scale_ptr, shift_ptr, C, CG, rows,
+        eps, chunks, CHUNKS_P2: tl.constexpr, HAS_OFFSET: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_CG: tl.constexpr,
     ):  # fmt: skip
-        # per (video, group): partial channel sums [CHUNKS, C] -> scale, shift [C] of the affine step
-        # (CHUNKS is a compile-time constant: loops with run-time bounds fail in some versions of
-        # Triton's interpreter, which the tests use)
+        # per (video, group): partial channel sums [chunks, C] -> scale, shift [C] of the affine step
+        # (the loop bound is a compile-time power of two >= chunks: loops with run-time bounds fail
+        # in some versions of Triton's interpreter, which the tests use, and powers of two keep the
+        # number of compiled variants small)
         b = tl.program_id(0)
         within = tl.arange(0, BLOCK_CG)
         cmask = within < CG
         cols = tl.program_id(1) * CG + within
         acc = tl.zeros((BLOCK_CG,), dtype=tl.float32)
         acc2 = tl.zeros((BLOCK_CG,), dtype=tl.float32)
-        for k0 in range(0, CHUNKS, BLOCK_K):
+        for k0 in range(0, CHUNKS_P2, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
-            mask = (k < CHUNKS)[:, None] & cmask[None, :]
-            offs = (b * CHUNKS + k)[:, None] * C + cols[None, :]
+            mask = (k < chunks)[:, None] & cmask[None, :]
+            offs = (b * chunks + k)[:, None] * C + cols[None, :]
             acc += tl.sum(tl.load(sum_ptr + offs, mask=mask, other=0.0), axis=0)
             acc2 += tl.sum(tl.load(sq_ptr + offs, mask=mask, other=0.0), axis=0)
         if HAS_OFFSET:  # statistics of x + offset from the sums of x
@@ -318,7 +320,8 @@ def group_norm_tokens(
     cg = c // g
     _group_affine_kernel[(b, g)](
         sums, sqs, weight, bias, off, off.stride(0), share, scale, shift, c, cg, s, eps,
-        CHUNKS=chunks, HAS_OFFSET=offset is not None, BLOCK_K=64, BLOCK_CG=triton.next_power_of_2(cg),
+        chunks, CHUNKS_P2=triton.next_power_of_2(chunks), HAS_OFFSET=offset is not None, BLOCK_K=64,
+        BLOCK_CG=triton.next_power_of_2(cg),
     )  # fmt: skip
     y = torch.empty_like(x)
     frames = swap_frames or 1

@@ -120,7 +120,8 @@ _INTERPRETED = textwrap.dedent(
     fused._use_triton = lambda *tensors: True  # run the kernels (interpreted) on CPU tensors
     torch.manual_seed(0)
     worst = 0.0
-    for b, f, p, c, g in [(2, 3, 7, 40, 4), (1, 2, 5, 20, 2), (2, 4, 9, 200, 8)]:
+    # the last: 70 chunks of 64 rows per video (more than one block of chunks, not a power of two)
+    for b, f, p, c, g in [(2, 3, 7, 40, 4), (1, 2, 5, 20, 2), (2, 4, 9, 200, 8), (1, 70, 64, 8, 2)]:
         x = torch.randn(b, f * p, c) * 2 + 1
         w, bias = torch.randn(c), torch.randn(c)
         for silu in (False, True):
