@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from norm_bench import _time_us  # noqa: E402
+from call_timing import call_time_us  # noqa: E402
 
 from amg_model.model import fused  # noqa: E402
 
@@ -63,7 +63,7 @@ def main() -> None:
         )
         for name, fn in variants:
             err = ((fn().float() - exact).abs() / (1 + exact.abs())).max().item()
-            us = _time_us(fn, args.reps, cuda, None)
+            us = call_time_us(fn, args.reps, cuda)
             base = us if base is None else base
             print(f"| [{rows}, {k}] x [{k}, {2 * inner}] | {name} | {us:.1f} | {flop / us / 1e6:.0f} "
                   f"| {base / us:.2f} | {err:.2e} |")  # fmt: skip
