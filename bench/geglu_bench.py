@@ -47,6 +47,7 @@ def main() -> None:
     print("| shape | variant | us | TFLOP/s | speed-up | max rel. err vs fp32 |")
     print("|---|---|---:|---:|---:|---:|")
     torch.manual_seed(0)
+    chosen = []
     for rows, k in SHAPES:
         inner = 4 * k
         x = torch.randn(rows, k, device=dev).to(dtype)
@@ -67,6 +68,12 @@ def main() -> None:
             base = us if base is None else base
             print(f"| [{rows}, {k}] x [{k}, {2 * inner}] | {name} | {us:.1f} | {flop / us / 1e6:.0f} "
                   f"| {base / us:.2f} | {err:.2e} |")  # fmt: skip
+        kernel = getattr(fused, "_linear_geglu_kernel", None)
+        if cuda and getattr(kernel, "best_config", None) is not None:
+            chosen.append(f"[{rows}, {k}]: {kernel.best_config}")
+    if chosen:
+        print("\nautotuned configuration of fused.linear_geglu per shape:")
+        print("\n".join(chosen))
 
 
 if __name__ == "__main__":

@@ -166,10 +166,12 @@ if triton is not None:
 
     @triton.autotune(
         configs=[
-            triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
-            triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
-            triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for m, n, k, w, s in (
+                (128, 64, 64, 8, 3), (128, 128, 64, 8, 3), (64, 128, 64, 4, 4), (128, 64, 32, 4, 4),
+                (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (64, 64, 64, 4, 4), (256, 64, 64, 8, 3),
+                (128, 128, 32, 8, 5), (64, 256, 64, 8, 3), (128, 64, 128, 8, 3), (64, 128, 128, 4, 3),
+            )
         ],
         key=["M", "INNER", "K"],
     )
