@@ -34,9 +34,9 @@ from amg_model.model.fused import (
     add_bias_residual_,
     add_layer_norm,
     add_swapped,
-    geglu,
     group_norm_tokens,
     layer_norm,
+    linear_geglu,
 )
 from amg_model.model.short_attention import short_attention, short_attention_applies
 
@@ -194,13 +194,17 @@ def _attention(
         else:
             k, v = attn.to_k(source), attn.to_v(source)
         if context is not None and frames > 1:
-            k = k.repeat_interleave(frames, dim=0)
-            v = v.repeat_interleave(frames, dim=0)
+            # every frame of a video attends to the same keys: one attention over all its frames'
+            # queries instead of copying the keys and values per frame
+            n, length, c = q.shape
+            out = attention(q.reshape(n // frames, frames * length, c), k, v, attn.heads)
+            return attn.to_out[0](out.reshape(n, length, c))
     return attn.to_out[0](attention(q, k, v, attn.heads))
 
 
 def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return ff.net[2](geglu(ff.net[0].proj(x)))
+    proj = ff.net[0].proj
+    return ff.net[2](linear_geglu(x, proj.weight, proj.bias))
 
 
 def repeat_batch(x: torch.Tensor, copies: int) -> torch.Tensor:

@@ -62,22 +62,24 @@ if triton is not None:
 
     @triton.jit
     def _group_affine_kernel(
-        sum_ptr, sq_ptr, w_ptr, b_ptr, off_ptr, off_stride, off_share, scale_ptr, shift_ptr, C, CG, rows, eps,
-        CHUNKS: tl.constexpr, HAS_OFFSET: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_CG: tl.constexpr,
+        sum_ptr, sq_ptr, w_ptr, b_ptr, off_ptr, off_stride, off_share, scale_ptr, shift_ptr, C, CG, rows,
+        eps, chunks, CHUNKS_P2: tl.constexpr, HAS_OFFSET: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_CG: tl.constexpr,
     ):  # fmt: skip
-        # per (video, group): partial channel sums [CHUNKS, C] -> scale, shift [C] of the affine step
-        # (CHUNKS is a compile-time constant: loops with run-time bounds fail in some versions of
-        # Triton's interpreter, which the tests use)
+        # per (video, group): partial channel sums [chunks, C] -> scale, shift [C] of the affine step
+        # (the loop bound is a compile-time power of two >= chunks: loops with run-time bounds fail
+        # in some versions of Triton's interpreter, which the tests use, and powers of two keep the
+        # number of compiled variants small)
         b = tl.program_id(0)
         within = tl.arange(0, BLOCK_CG)
         cmask = within < CG
         cols = tl.program_id(1) * CG + within
         acc = tl.zeros((BLOCK_CG,), dtype=tl.float32)
         acc2 = tl.zeros((BLOCK_CG,), dtype=tl.float32)
-        for k0 in range(0, CHUNKS, BLOCK_K):
+        for k0 in range(0, CHUNKS_P2, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
-            mask = (k < CHUNKS)[:, None] & cmask[None, :]
-            offs = (b * CHUNKS + k)[:, None] * C + cols[None, :]
+            mask = (k < chunks)[:, None] & cmask[None, :]
+            offs = (b * chunks + k)[:, None] * C + cols[None, :]
             acc += tl.sum(tl.load(sum_ptr + offs, mask=mask, other=0.0), axis=0)
             acc2 += tl.sum(tl.load(sq_ptr + offs, mask=mask, other=0.0), axis=0)
         if HAS_OFFSET:  # statistics of x + offset from the sums of x
@@ -160,6 +162,93 @@ if triton is not None:
         tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+if triton is not None:
+
+    @triton.autotune(
+        configs=[
+            triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for m, n, k, w, s in (
+                (128, 64, 64, 8, 3), (128, 128, 64, 8, 3), (64, 128, 64, 4, 4), (128, 64, 32, 4, 4),
+                (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (64, 64, 64, 4, 4), (256, 64, 64, 8, 3),
+                (128, 128, 32, 8, 5), (64, 256, 64, 8, 3), (128, 64, 128, 8, 3), (64, 128, 128, 4, 3),
+            )
+        ],
+        key=["M", "INNER", "K"],
+    )
+    @triton.jit
+    def _linear_geglu_kernel(
+        x_ptr, w_ptr, b_ptr, out_ptr, M, INNER, K: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        # out = (x @ W_h^T + b_h) * gelu(x @ W_g^T + b_g) for W = [W_h; W_g] ([2 INNER, K], rows of K)
+        pid = tl.program_id(0)
+        tiles_m = tl.cdiv(M, BLOCK_M)
+        tiles_n = tl.cdiv(INNER, BLOCK_N)
+        # groups of 8 row tiles share their weight tiles in L2
+        group = 8 * tiles_n
+        first_m = (pid // group) * 8
+        size_m = min(tiles_m - first_m, 8)
+        pm = first_m + (pid % group) % size_m
+        pn = (pid % group) // size_m
+        rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
+        mmask = rm < M
+        nmask = rn < INNER
+        acc_h = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + rk
+            kmask = kk < K
+            a_ptrs = x_ptr + rm.to(tl.int64)[:, None] * K + kk[None, :]
+            a = tl.load(a_ptrs, mask=mmask[:, None] & kmask[None, :], other=0.0)
+            wmask = kmask[:, None] & nmask[None, :]
+            w_h = tl.load(w_ptr + rn[None, :] * K + kk[:, None], mask=wmask, other=0.0)  # [BLOCK_K, BLOCK_N]
+            w_g = tl.load(w_ptr + (rn + INNER)[None, :] * K + kk[:, None], mask=wmask, other=0.0)
+            acc_h = tl.dot(a, w_h, acc_h)
+            acc_g = tl.dot(a, w_g, acc_g)
+        h = acc_h + tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+        g = acc_g + tl.load(b_ptr + INNER + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+        y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
+        out = out_ptr + rm.to(tl.int64)[:, None] * INNER + rn[None, :]
+        tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
+
+
+def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """GEGLU of a linear projection, ``geglu(F.linear(x, weight, bias))`` for ``x [..., K]`` and
+    ``weight [2I, K]`` -> ``[..., I]``.
+
+    On a GPU (fp16/bf16, ``K`` a multiple of 16) it is one matrix-product kernel with the gating in
+    its epilogue: the ``[..., 2I]`` projection is never written to memory. Elsewhere
+    :func:`geglu` of the torch projection (whose dtype follows autocast).
+    """
+    k = x.shape[-1]
+    fits = (
+        bias is not None
+        and weight.dim() == 2
+        and weight.shape[1] == k
+        and weight.shape[0] % 2 == 0
+        and k % 16 == 0
+        and x.dtype in (torch.float16, torch.bfloat16)
+        and weight.dtype == x.dtype
+        and bias.dtype == x.dtype
+        and x.numel() > 0
+    )
+    if not (fits and _use_triton(x, weight, bias)):
+        return geglu(torch.nn.functional.linear(x, weight, bias))
+    inner = weight.shape[0] // 2
+    x2 = x.reshape(-1, k).contiguous()
+    m = x2.shape[0]
+    out = x2.new_empty(m, inner)
+    weight = weight.contiguous()
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(inner, meta["BLOCK_N"]),)
+
+    _linear_geglu_kernel[grid](x2, weight, bias.contiguous(), out, m, inner, K=k)
+    return out.view(*x.shape[:-1], inner)
+
+
 def geglu(proj: torch.Tensor) -> torch.Tensor:
     """GEGLU's gating of a projection ``[..., 2I]``: ``first half * gelu(second half)`` -> ``[..., I]``."""
     if not _use_triton(proj):
@@ -233,7 +322,8 @@ def group_norm_tokens(
     cg = c // g
     _group_affine_kernel[(b, g)](
         sums, sqs, weight, bias, off, off.stride(0), share, scale, shift, c, cg, s, eps,
-        CHUNKS=chunks, HAS_OFFSET=offset is not None, BLOCK_K=64, BLOCK_CG=triton.next_power_of_2(cg),
+        chunks, CHUNKS_P2=triton.next_power_of_2(chunks), HAS_OFFSET=offset is not None, BLOCK_K=64,
+        BLOCK_CG=triton.next_power_of_2(cg),
     )  # fmt: skip
     y = torch.empty_like(x)
     frames = swap_frames or 1

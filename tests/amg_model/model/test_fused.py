@@ -61,6 +61,13 @@ def test_add_bias_residual_adds_both_in_place():
     torch.testing.assert_close(y, expected)
 
 
+def test_linear_geglu_is_the_gated_projection():
+    x, w, b = torch.randn(2, 5, 16), torch.randn(24, 16), torch.randn(24)
+    p = torch.nn.functional.linear(x, w, b)
+    expected = p[..., :12] * torch.nn.functional.gelu(p[..., 12:])
+    torch.testing.assert_close(fused.linear_geglu(x, w, b), expected)
+
+
 def test_geglu_is_gated_gelu():
     p = torch.randn(2, 5, 12)
     torch.testing.assert_close(fused.geglu(p), p[..., :6] * torch.nn.functional.gelu(p[..., 6:]))
@@ -113,7 +120,8 @@ _INTERPRETED = textwrap.dedent(
     fused._use_triton = lambda *tensors: True  # run the kernels (interpreted) on CPU tensors
     torch.manual_seed(0)
     worst = 0.0
-    for b, f, p, c, g in [(2, 3, 7, 40, 4), (1, 2, 5, 20, 2), (2, 4, 9, 200, 8)]:
+    # the last: 70 chunks of 64 rows per video (more than one block of chunks, not a power of two)
+    for b, f, p, c, g in [(2, 3, 7, 40, 4), (1, 2, 5, 20, 2), (2, 4, 9, 200, 8), (1, 70, 64, 8, 2)]:
         x = torch.randn(b, f * p, c) * 2 + 1
         w, bias = torch.randn(c), torch.randn(c)
         for silu in (False, True):
@@ -197,6 +205,53 @@ def test_triton_kernels_under_the_interpreter():
     assert worst_fp32 < 1e-5
     assert worst_fp16 < 2e-3
     assert float(lines[-1]) < 1e-4  # the transformer block with fused norms
+
+
+_INTERPRETED_GEMM = textwrap.dedent(
+    """
+    import torch
+    from amg_model.model import fused
+    fused._use_triton = lambda *tensors: True
+    kernel = fused._linear_geglu_kernel.fn  # small fixed tiles instead of the autotuned ones
+    class Fixed:
+        def __getitem__(self, grid):
+            return lambda *a, **k: kernel[grid](*a, **k, BLOCK_M=16, BLOCK_N=16, BLOCK_K=16)
+    fused._linear_geglu_kernel = Fixed()
+    torch.manual_seed(0)
+    worst = 0.0  # of |out - ref| / (1 + |ref|)
+    for m, k, inner in [(37, 32, 24), (16, 48, 16), (5, 16, 40)]:  # partial tiles in every direction
+        x = torch.randn(m, k).half()
+        w = (torch.randn(2 * inner, k) / k**0.5).half()
+        b = torch.randn(2 * inner).half()
+        out = fused.linear_geglu(x, w, b)
+        p = x.float() @ w.float().T + b.float()
+        ref = p[:, :inner] * torch.nn.functional.gelu(p[:, inner:])
+        assert out.shape == (m, inner) and out.dtype == torch.float16
+        worst = max(worst, ((out.float() - ref).abs() / (1 + ref.abs())).max().item())
+    print(worst)
+    """
+)
+
+
+def test_linear_geglu_kernel_under_the_interpreter():
+    """The matrix-product kernel with the GEGLU epilogue (Triton's CPU interpreter, fp16 inputs)."""
+    pytest.importorskip("triton")
+    assert float(run_interpreted(_INTERPRETED_GEMM)[-1]) < 2e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or fused.triton is None, reason="needs CUDA and Triton")
+@pytest.mark.parametrize(
+    "m, k, inner", [(32768, 320, 1280), (8192, 640, 2560), (2048, 1280, 5120), (77, 320, 40)]
+)
+def test_linear_geglu_on_cuda_matches_torch(m, k, inner):
+    torch.manual_seed(0)
+    x = torch.randn(m, k, device="cuda").half()
+    w = (torch.randn(2 * inner, k, device="cuda") / k**0.5).half()
+    b = torch.randn(2 * inner, device="cuda").half()
+    p = x.float() @ w.float().T + b.float()
+    ref = p[:, :inner] * torch.nn.functional.gelu(p[:, inner:])
+    out = fused.linear_geglu(x, w, b).float()
+    assert ((out - ref).abs() / (1 + ref.abs())).max() < 1e-2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or fused.triton is None, reason="needs CUDA and Triton")
