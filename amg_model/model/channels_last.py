@@ -202,9 +202,21 @@ def _attention(
     return attn.to_out[0](attention(q, k, v, attn.heads))
 
 
-def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _feed_forward_hidden(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     proj = ff.net[0].proj
-    return ff.net[2](linear_geglu(x, proj.weight, proj.bias))
+    return linear_geglu(x, proj.weight, proj.bias)
+
+
+def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return ff.net[2](_feed_forward_hidden(ff, x))
+
+
+def _linear_onto(residual: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
+    """``residual + x @ linear.weight.T`` as one matrix product (the residual is added in its
+    epilogue instead of a separate pass); the layer's bias is not added: ``residual`` carries it."""
+    c = residual.shape[-1]
+    out = torch.addmm(residual.reshape(-1, c), x.reshape(-1, x.shape[-1]), linear.weight.t())
+    return out.view(residual.shape)
 
 
 def repeat_batch(x: torch.Tensor, copies: int) -> torch.Tensor:
@@ -225,7 +237,8 @@ def _transformer_block(
 
     With ``fused_norms`` the norms go through :func:`~amg_model.model.fused.layer_norm` and, with
     the residual adds before ``norm2`` and ``norm3`` in the same pass,
-    :func:`~amg_model.model.fused.add_layer_norm` (the same torch ops where their kernels do not run).
+    :func:`~amg_model.model.fused.add_layer_norm` (the same torch ops where their kernels do not run);
+    the last residual add happens inside the feed-forward's output projection.
     ``copies > 1``: ``x`` is shared by ``copies`` contexts (``context`` has ``copies`` times its
     batch); it is copied for them just before the cross-attention.
     """
@@ -238,8 +251,9 @@ def _transformer_block(
     x, h = add_layer_norm(x, h, n2.weight, n2.bias, n2.eps)
     x, h = repeat_batch(x, copies), repeat_batch(h, copies)
     h = _attention(block.attn2, h, context, attention, frames)
-    x, h = add_layer_norm(x, h, n3.weight, n3.bias, n3.eps)
-    return x + _feed_forward(block.ff, h)
+    out = block.ff.net[2]
+    x, h = add_layer_norm(x, h, n3.weight, n3.bias, n3.eps, stored_bias=out.bias)  # x + out.bias
+    return _linear_onto(x, _feed_forward_hidden(block.ff, h), out)
 
 
 def spatial_transformer(
@@ -250,20 +264,24 @@ def spatial_transformer(
     frames: int,
     fused_norms: bool = True,
     copies: int = 1,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text.
 
+    Returns ``(out, bias)``: the result is ``out + bias`` (``bias [C]`` or None). With ``fused_norms``
+    the residual is added inside the output projection, whose bias is left for the next layer to add
+    in a pass it makes anyway (:func:`temporal_transformer`'s ``input_bias``).
     ``copies > 1``: ``x`` is shared by ``copies`` contexts (``context`` has ``copies`` times its
     batch); the result has ``copies`` times the batch of ``x``.
     """
     n, c, h, w = x.shape
     t = model.proj_in(_tokens(group_norm(x, model.norm)))
-    for block in model.transformer_blocks:
-        t = _transformer_block(block, t, context, attention, frames, fused_norms, copies)
-        copies = 1
+    for i, block in enumerate(model.transformer_blocks):
+        t = _transformer_block(block, t, context, attention, frames, fused_norms, copies if i == 0 else 1)
+    if fused_norms and copies == 1:
+        return _image(_linear_onto(_tokens(x), t, model.proj_out), h, w), model.proj_out.bias
     out = _image(model.proj_out(t), h, w)
     out.view(-1, n, c, h, w).add_(x)  # x is the residual of every copy
-    return out
+    return out, None
 
 
 def temporal_attention(attention: Attention) -> Attention:
@@ -279,18 +297,31 @@ def temporal_attention(attention: Attention) -> Attention:
 
 
 def temporal_transformer(
-    model: torch.nn.Module, x: torch.Tensor, attention: Attention, frames: int, fused_norms: bool = True
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    attention: Attention,
+    frames: int,
+    fused_norms: bool = True,
+    input_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other."""
+    """diffusers ``TransformerTemporalModel``: each pixel's frames attend to each other.
+
+    ``input_bias [C]``: the input is ``x + input_bias`` (added inside the GroupNorm and the residual add).
+    """
     n, c, h, w = x.shape
     b, hw = n // frames, h * w
     tokens = _tokens(x).reshape(b, frames * hw, c)
     norm = model.norm
-    t = group_norm_tokens(tokens, norm.num_groups, norm.weight, norm.bias, norm.eps, swap_frames=frames)
+    offset = None if input_bias is None else input_bias[None]  # one row for all videos
+    t = group_norm_tokens(
+        tokens, norm.num_groups, norm.weight, norm.bias, norm.eps, swap_frames=frames, offset=offset
+    )
     t = model.proj_in(t.view(b * hw, frames, c))  # rows [pixels, frames]
     for block in model.transformer_blocks:
         t = _transformer_block(block, t, None, attention, 1, fused_norms)
-    out = add_swapped(tokens, model.proj_out(t).view(b, hw * frames, c), frames)
+    proj = model.proj_out
+    t = F.linear(t, proj.weight, _sum_of_biases(proj.bias, input_bias))
+    out = add_swapped(tokens, t.view(b, hw * frames, c), frames)
     return _image(out.view(n, hw, c), h, w)
 
 
@@ -360,21 +391,21 @@ def unet_forward(
     skips = [x]
     copies = input_copies  # still to be made
 
-    def cross_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def transformers(attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A layer's spatial transformer (with the cross-attention) and temporal transformer."""
         nonlocal copies, temb, temb_silu, skips
-        x = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies)
+        x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies)
         if copies > 1:  # from here on every copy has its own activations
             temb, temb_silu = repeat_batch(temb, copies), repeat_batch(temb_silu, copies)
             skips = [repeat_batch(s, copies) for s in skips]
             copies = 1
-        return x
+        return temporal_transformer(temp_attn, x, temporal, frames, fused_norms, input_bias=bias)
 
     for block in unet.down_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
             if attn is not None:
-                x = cross_attention(attn, x)
-                x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
+                x = transformers(attn, temp_attn, x)
             skips.append(x)
         if block.downsamplers is not None:
             for down in block.downsamplers:
@@ -388,8 +419,7 @@ def unet_forward(
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
-        x = cross_attention(attn, x)
-        x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
+        x = transformers(attn, temp_attn, x)
         x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
 
     for block in unet.up_blocks:
@@ -397,8 +427,7 @@ def unet_forward(
             x = torch.cat([x, skips.pop()], dim=1)
             x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
             if attn is not None:
-                x = cross_attention(attn, x)
-                x = temporal_transformer(temp_attn, x, temporal, frames, fused_norms)
+                x = transformers(attn, temp_attn, x)
         if block.upsamplers is not None:
             size = tuple(skips[-1].shape[2:]) if skips else None
             for up in block.upsamplers:

@@ -448,10 +448,11 @@ if triton is not None:
 
     @triton.jit
     def _layer_norm_kernel(
-        x_ptr, d_ptr, s_ptr, y_ptr, w_ptr, b_ptr, rows, C, eps,
-        ADD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+        x_ptr, d_ptr, s_ptr, y_ptr, w_ptr, b_ptr, sb_ptr, rows, C, eps,
+        ADD: tl.constexpr, STORED_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
     ):  # fmt: skip
-        # y = LayerNorm(x) or, with ADD, s = x + d (rounded to s's dtype) and y = LayerNorm(s)
+        # y = LayerNorm(x) or, with ADD, s = x + d (rounded to s's dtype) and y = LayerNorm(s);
+        # with STORED_BIAS the stored sum is s + sb (y is still the norm of s)
         r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.arange(0, BLOCK_C)
         cmask = cols < C
@@ -461,7 +462,11 @@ if triton is not None:
         if ADD:
             d = tl.load(d_ptr + offs, mask=mask, other=0.0)
             v = (v.to(tl.float32) + d.to(tl.float32)).to(s_ptr.dtype.element_ty)
-            tl.store(s_ptr + offs, v, mask=mask)
+            if STORED_BIAS:
+                sb = tl.load(sb_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+                tl.store(s_ptr + offs, (v.to(tl.float32) + sb[None, :]).to(s_ptr.dtype.element_ty), mask=mask)
+            else:
+                tl.store(s_ptr + offs, v, mask=mask)
         v = v.to(tl.float32)
         mean = tl.sum(v, axis=1) / C
         diff = tl.where(mask, v - mean[:, None], 0.0)
@@ -488,15 +493,16 @@ def _norm_runs_triton(
     return _use_triton(*tensors)
 
 
-def _launch_layer_norm(x, delta, s, y, weight, bias, eps) -> None:
+def _launch_layer_norm(x, delta, s, y, weight, bias, eps, stored_bias=None) -> None:
     c = x.shape[-1]
     rows = x.numel() // c
     block_c = triton.next_power_of_2(c)
     block_r = max(1, _NORM_TILE // block_c)
     _layer_norm_kernel[(triton.cdiv(rows, block_r),)](
         x, delta if delta is not None else x, s if s is not None else y, y,
-        weight.contiguous(), bias.contiguous(), rows, c, eps,
-        ADD=delta is not None, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=4 if block_c <= 1024 else 8,
+        weight.contiguous(), bias.contiguous(), stored_bias if stored_bias is not None else bias,
+        rows, c, eps, ADD=delta is not None, STORED_BIAS=stored_bias is not None,
+        BLOCK_R=block_r, BLOCK_C=block_c, num_warps=4 if block_c <= 1024 else 8,
     )  # fmt: skip
 
 
@@ -513,14 +519,28 @@ def layer_norm(
 
 
 def add_layer_norm(
-    x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    stored_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A residual add and the LayerNorm of its result in one pass: ``s = x + delta`` (rounded as
-    torch rounds it) and ``y = layer_norm(s)``; returns ``(s, y)``."""
-    if not _norm_runs_triton(x, weight, bias, delta):
+    torch rounds it) and ``y = layer_norm(s)``; returns ``(s, y)``.
+
+    ``stored_bias [C]`` is added to the returned sum only, ``(s + stored_bias, layer_norm(s))``: the
+    bias of a later layer whose output joins this residual (it then needs no pass of its own).
+    """
+    if stored_bias is not None and stored_bias.shape != x.shape[-1:]:
+        shape = tuple(stored_bias.shape)
+        raise ValueError(f"stored_bias of shape {shape} does not fit rows of {x.shape[-1]} channels.")
+    if not _norm_runs_triton(x, weight, bias, delta) or not (stored_bias is None or _use_triton(stored_bias)):
         s = x + delta
-        return s, torch.nn.functional.layer_norm(s, s.shape[-1:], weight, bias, eps)
+        y = torch.nn.functional.layer_norm(s, s.shape[-1:], weight, bias, eps)
+        return (s if stored_bias is None else s + stored_bias.to(s.dtype)), y
     x, delta = x.contiguous(), delta.contiguous()
     s, y = torch.empty_like(x), torch.empty_like(x)
-    _launch_layer_norm(x, delta, s, y, weight, bias, eps)
+    stored_bias = None if stored_bias is None else stored_bias.contiguous()
+    _launch_layer_norm(x, delta, s, y, weight, bias, eps, stored_bias)
     return s, y
