@@ -211,12 +211,12 @@ def _feed_forward(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return ff.net[2](_feed_forward_hidden(ff, x))
 
 
-def _linear_onto(residual: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
-    """``residual + x @ linear.weight.T`` as one matrix product (the residual is added in its
-    epilogue instead of a separate pass); the layer's bias is not added: ``residual`` carries it."""
-    c = residual.shape[-1]
-    out = torch.addmm(residual.reshape(-1, c), x.reshape(-1, x.shape[-1]), linear.weight.t())
-    return out.view(residual.shape)
+def _add_linear_(residual: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
+    """``residual += x @ linear.weight.T`` in place, one matrix product that reads the residual in its
+    epilogue (out of place, torch would first copy the residual); the layer's bias is not added:
+    ``residual`` carries it. ``residual`` must be contiguous as rows of its last dimension."""
+    residual.view(-1, residual.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), linear.weight.t())
+    return residual
 
 
 def repeat_batch(x: torch.Tensor, copies: int) -> torch.Tensor:
@@ -253,7 +253,7 @@ def _transformer_block(
     h = _attention(block.attn2, h, context, attention, frames)
     out = block.ff.net[2]
     x, h = add_layer_norm(x, h, n3.weight, n3.bias, n3.eps, stored_bias=out.bias)  # x + out.bias
-    return _linear_onto(x, _feed_forward_hidden(block.ff, h), out)
+    return _add_linear_(x, _feed_forward_hidden(block.ff, h), out)
 
 
 def spatial_transformer(
@@ -268,8 +268,9 @@ def spatial_transformer(
     """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text.
 
     Returns ``(out, bias)``: the result is ``out + bias`` (``bias [C]`` or None). With ``fused_norms``
-    the residual is added inside the output projection, whose bias is left for the next layer to add
-    in a pass it makes anyway (:func:`temporal_transformer`'s ``input_bias``).
+    the residual is added inside the output projection, in place: ``out`` is ``x`` overwritten. The
+    projection's bias is left for the next layer to add in a pass it makes anyway
+    (:func:`temporal_transformer`'s ``input_bias``).
     ``copies > 1``: ``x`` is shared by ``copies`` contexts (``context`` has ``copies`` times its
     batch); the result has ``copies`` times the batch of ``x``.
     """
@@ -278,7 +279,8 @@ def spatial_transformer(
     for i, block in enumerate(model.transformer_blocks):
         t = _transformer_block(block, t, context, attention, frames, fused_norms, copies if i == 0 else 1)
     if fused_norms and copies == 1:
-        return _image(_linear_onto(_tokens(x), t, model.proj_out), h, w), model.proj_out.bias
+        # x, the block's input, is not used after it: the output overwrites it
+        return _image(_add_linear_(_tokens(x), t, model.proj_out), h, w), model.proj_out.bias
     out = _image(model.proj_out(t), h, w)
     out.view(-1, n, c, h, w).add_(x)  # x is the residual of every copy
     return out, None
