@@ -28,6 +28,7 @@ import torch
 from comfy_api.latest import io
 
 from amg_model.errors import SamplingError
+from amg_model.sampling.guidance import equal_rows
 
 from . import edges
 
@@ -131,8 +132,10 @@ class AMGDiffusionModel(torch.nn.Module):
             self._graphed = GraphedForward(
                 functools.partial(unet_forward, unet, attention=attention), unet, max_graphs=2
             )
+        copies = equal_rows(video, t)  # guidance: the same video with each text
+        options = {"input_copies": copies} if copies > 1 else {}
         with torch.no_grad():
-            return self._graphed(video, t, text)
+            return self._graphed(video, t, text, **options)
 
     def release_graphs(self) -> None:
         """Free the CUDA graphs and the activation memory they hold (the model leaves the GPU)."""
