@@ -10,8 +10,10 @@ as for the other SD-family video models; the wrapper below regroups them into th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 import comfy.conds
@@ -28,7 +30,6 @@ import torch
 from comfy_api.latest import io
 
 from amg_model.errors import SamplingError
-from amg_model.sampling.guidance import equal_rows
 
 from . import edges
 
@@ -73,6 +74,29 @@ class AvatarLatentCond(comfy.conds.CONDRegular):
     def can_concat(self, other):
         return self.cond.shape == other.cond.shape and self.cond.device == other.cond.device
 
+    def concat(self, others):
+        parts = [self.cond] + [o.cond for o in others]
+        first = parts[0]
+        same = all(
+            p.data_ptr() == first.data_ptr() and p.shape == first.shape and p.stride() == first.stride()
+            for p in parts[1:]
+        )
+        return AvatarChunks(torch.cat(parts), same)
+
+
+@dataclasses.dataclass
+class AvatarChunks:
+    """The avatar latents of the conditionings in one model call, ``[chunks * frames, 4, h, w]``.
+
+    ``same``: every chunk is the same region of one tensor. The sampler then sends the same noisy
+    latent with each (a crop of the same area), so the chunks differ only in their text: the UNet
+    runs its first layers once for all (guidance's batch), with no device sync to compare them.
+    It has no ``dtype``: ComfyUI passes it to the model as it is, where it would cast a tensor.
+    """
+
+    latent: torch.Tensor
+    same: bool
+
 
 def _comfy_operations(module: torch.nn.Module, operations) -> None:
     """Give the UNet's layers ComfyUI's cast-aware layer classes (same parameters, same maths).
@@ -114,10 +138,13 @@ class AMGDiffusionModel(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def _run_unet(self, video: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def _run_unet(
+        self, video: torch.Tensor, t: torch.Tensor, text: torch.Tensor, copies: int = 1
+    ) -> torch.Tensor:
         """The UNet call: on CUDA with plain resident weights, the channels-last forward replayed as
         CUDA graphs (ComfyUI's attention function); otherwise the module itself, whose layers
-        cast, offload and patch their weights the ComfyUI way."""
+        cast, offload and patch their weights the ComfyUI way. ``copies``: ``video`` is that many
+        copies of one video (``input_copies`` of the channels-last forward)."""
         unet = self.amg.unet
         if self._layers is None:  # ComfyUI's cast-aware layers (all that hold weights)
             self._layers = [m for m in unet.modules() if hasattr(m, "comfy_cast_weights")]
@@ -132,7 +159,6 @@ class AMGDiffusionModel(torch.nn.Module):
             self._graphed = GraphedForward(
                 functools.partial(unet_forward, unet, attention=attention), unet, max_graphs=2
             )
-        copies = equal_rows(video, t)  # guidance: the same video with each text
         options = {"input_copies": copies} if copies > 1 else {}
         with torch.no_grad():
             return self._graphed(video, t, text, **options)
@@ -172,12 +198,15 @@ class AMGDiffusionModel(torch.nn.Module):
                 f"the sampler sent {x.shape[0]} latent frames for {chunks} conditionings; this is a bug."
             )
         frames = x.shape[0] // chunks
-        avatar = self._avatar_frames(kwargs.get(AVATAR_KEY), chunks, frames, transformer_options)
+        avatar = kwargs.get(AVATAR_KEY)
+        same = isinstance(avatar, AvatarChunks) and avatar.same
+        avatar = avatar.latent if isinstance(avatar, AvatarChunks) else avatar
+        avatar = self._avatar_frames(avatar, chunks, frames, transformer_options)
         xc = torch.cat([x, avatar.to(device=x.device, dtype=x.dtype)], dim=1)
         video = xc.reshape(chunks, frames, *xc.shape[1:]).transpose(1, 2)  # [chunks, 8, frames, h, w]
         t = timesteps.reshape(chunks, frames)[:, 0]
         text = context.reshape(chunks, frames, *context.shape[1:])[:, 0]
-        eps = self._run_unet(video, t, text)  # [chunks, 4, frames, h, w]
+        eps = self._run_unet(video, t, text, chunks if same else 1)  # [chunks, 4, frames, h, w]
         return eps.transpose(1, 2).reshape(chunks * frames, *eps.shape[1:2], *eps.shape[3:])
 
 
@@ -216,9 +245,18 @@ class AMGVideoModel(comfy.model_base.BaseModel):
                 f"the avatar latent is {list(avatar.shape)} but the sampled latent is {list(noise.shape)}; "
                 "sample the LATENT that AMG Avatar Conditioning returns (same frames and size)."
             )
-        avatar = self.process_latent_in(avatar.to(kwargs["device"]))
-        out[AVATAR_KEY] = AvatarLatentCond(avatar)
+        out[AVATAR_KEY] = AvatarLatentCond(self._device_avatar(avatar, kwargs["device"]))
         return out
+
+    def _device_avatar(self, avatar: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The scaled avatar latent on ``device``; the same tensor for conditionings that share one
+        avatar (the positive and negative of AMG Avatar Conditioning), which the UNet can tell from
+        its address (``AvatarChunks.same``)."""
+        key = (avatar._version, avatar.shape, device)  # _version: changes with in-place edits
+        cached = getattr(self, "_avatar_cache", None)
+        if cached is None or cached[0]() is not avatar or cached[1] != key:
+            self._avatar_cache = (weakref.ref(avatar), key, self.process_latent_in(avatar.to(device)))
+        return self._avatar_cache[2]
 
 
 class FrameBatchContextHandler(comfy.context_windows.IndexListContextHandler):

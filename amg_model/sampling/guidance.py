@@ -70,14 +70,3 @@ def guided_eps(
     eps_uncond, eps_cond = eps.chunk(2)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
 
-
-def equal_rows(x: torch.Tensor, t: torch.Tensor) -> int:
-    """``B`` if the ``B`` rows of ``x`` are all equal and so are those of ``t``, else 1.
-
-    Guidance batched by a caller that does not say so (ComfyUI's sampler) sends the same video
-    with each text; a UNet given ``input_copies=B`` then runs its first layers once. One device sync.
-    """
-    b = x.shape[0]
-    if b < 2 or t.shape[:1] != (b,) or not bool((t == t[:1]).all()):
-        return 1
-    return b if torch.equal(x, x[:1].expand_as(x)) else 1

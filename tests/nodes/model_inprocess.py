@@ -3,9 +3,11 @@
     python model_inprocess.py COMFYUI_DIR REPO
 
 Exits non-zero with a message when a check fails. Checked: the text conditioning reaches the
-model's device once, in ``extra_conds`` (not copied from the CPU at every step), and unloading the
-MODEL (ComfyUI's detach) releases the CUDA graphs of the diffusion model, while swapping the
-sampler's clone of the MODEL for another (weights kept on the device) keeps them.
+model's device once, in ``extra_conds`` (not copied from the CPU at every step); a positive and a
+negative with one avatar video reach the UNet as copies of one video (its first layers run once), with
+two avatar videos they do not; and unloading the MODEL (ComfyUI's detach) releases the CUDA graphs of
+the diffusion model, while swapping the sampler's clone of the MODEL for another (weights kept on the
+device) keeps them.
 """
 
 from __future__ import annotations
@@ -43,15 +45,35 @@ def main(comfy_dir: str, repo: str) -> None:
         diffusion._graphed = graphed
         return graphed
 
+    other = patcher.model.extra_conds(
+        cross_attn=text, concat_latent_image=avatar, noise=avatar, device=torch.device("meta")
+    )
+    assert other["amg_avatar"].cond is conds["amg_avatar"].cond, "one avatar, two device copies"
+
+    copies = []
+    run_unet = diffusion._run_unet
+    diffusion._run_unet = lambda video, t, text, n=1: copies.append(n) or run_unet(video, t, text, n)
+
+    noise = torch.randn_like(avatar)
+
+    def sample(negative_avatar):
+        positive = [[text, {"concat_latent_image": avatar}]]
+        negative = [[torch.zeros_like(text), {"concat_latent_image": negative_avatar}]]
+        return comfy.sample.sample(
+            patcher, noise, 2, 3.0, "ddim", "ddim_uniform", positive, negative,
+            torch.zeros_like(avatar), denoise=1.0, disable_pbar=True, seed=0,
+        )  # fmt: skip
+
     graphed = plant_graph()
-    positive = [[text, {"concat_latent_image": avatar}]]
-    negative = [[torch.zeros_like(text), {"concat_latent_image": avatar}]]
-    out = comfy.sample.sample(
-        patcher, torch.randn_like(avatar), 2, 3.0, "ddim", "ddim_uniform", positive, negative,
-        torch.zeros_like(avatar), denoise=1.0, disable_pbar=True, seed=0,
-    )  # fmt: skip
+    out = sample(avatar)
     assert out.shape == avatar.shape and torch.isfinite(out).all(), "sampling failed"
     assert len(graphed) == 0, "the CPU path (no graphs possible) kept the graphs"
+    assert copies == [2, 2], f"one avatar video under guidance: expected copies [2, 2], got {copies}"
+    copies.clear()
+    again = sample(avatar.clone())  # equal values, but another video as far as the model can tell
+    assert copies == [1, 1], f"two avatar videos: expected no copies, got {copies}"
+    assert torch.allclose(again, out, atol=1e-5), "the same job gave another result"
+    diffusion._run_unet = run_unet
     graphed = plant_graph()
     mm.load_models_gpu([patcher])  # replaces the sampler's clone of the patcher: weights stay in place
     assert len(graphed) == 1, "graphs released while the model stays loaded"
