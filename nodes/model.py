@@ -252,7 +252,7 @@ class AMGVideoModel(comfy.model_base.BaseModel):
         """The scaled avatar latent on ``device``; the same tensor for conditionings that share one
         avatar (the positive and negative of AMG Avatar Conditioning), which the UNet can tell from
         its address (``AvatarChunks.same``)."""
-        key = (avatar._version, avatar.shape, device)  # _version: changes with in-place edits
+        key = (avatar.shape, device)  # (ComfyUI's outputs are inference tensors, never edited in place)
         cached = getattr(self, "_avatar_cache", None)
         if cached is None or cached[0]() is not avatar or cached[1] != key:
             self._avatar_cache = (weakref.ref(avatar), key, self.process_latent_in(avatar.to(device)))
