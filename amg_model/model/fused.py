@@ -171,6 +171,7 @@ if triton is not None:
             # two smaller ones; each candidate adds to the first call's tuning time
             for m, n, k, w, s in (
                 (128, 64, 64, 8, 3), (128, 128, 32, 8, 5), (64, 128, 64, 4, 4), (128, 64, 32, 4, 4),
+                (128, 128, 64, 8, 3), (128, 128, 64, 8, 4),
             )
         ],
         key=["M", "INNER", "K"],
@@ -180,7 +181,8 @@ if triton is not None:
         x_ptr, w_ptr, b_ptr, out_ptr, M, INNER, K: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):  # fmt: skip
-        # out = (x @ W_h^T + b_h) * gelu(x @ W_g^T + b_g) for W = [W_h; W_g] ([2 INNER, K], rows of K)
+        # out = (x @ W_h^T + b_h) * gelu(x @ W_g^T + b_g) for W = [W_h; W_g] ([2 INNER, K], rows of K);
+        # one product per step with the hidden and gate columns side by side ([BLOCK_K, 2 BLOCK_N])
         pid = tl.program_id(0)
         tiles_m = tl.cdiv(M, BLOCK_M)
         tiles_n = tl.cdiv(INNER, BLOCK_N)
@@ -192,23 +194,25 @@ if triton is not None:
         pn = (pid % group) // size_m
         rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
         rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols2 = tl.arange(0, 2 * BLOCK_N)
+        gate = cols2 >= BLOCK_N
+        rn2 = pn * BLOCK_N + tl.where(gate, cols2 - BLOCK_N, cols2)
+        nmask2 = rn2 < INNER
+        wrow = rn2 + tl.where(gate, INNER, 0)  # weight row of each column: hidden, then gate
         rk = tl.arange(0, BLOCK_K)
         mmask = rm < M
         nmask = rn < INNER
-        acc_h = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_M, 2 * BLOCK_N), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
             kk = k0 + rk
             kmask = kk < K
             a_ptrs = x_ptr + rm.to(tl.int64)[:, None] * K + kk[None, :]
             a = tl.load(a_ptrs, mask=mmask[:, None] & kmask[None, :], other=0.0)
-            wmask = kmask[:, None] & nmask[None, :]
-            w_h = tl.load(w_ptr + rn[None, :] * K + kk[:, None], mask=wmask, other=0.0)  # [BLOCK_K, BLOCK_N]
-            w_g = tl.load(w_ptr + (rn + INNER)[None, :] * K + kk[:, None], mask=wmask, other=0.0)
-            acc_h = tl.dot(a, w_h, acc_h)
-            acc_g = tl.dot(a, w_g, acc_g)
-        h = acc_h + tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
-        g = acc_g + tl.load(b_ptr + INNER + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+            wmask = kmask[:, None] & nmask2[None, :]
+            w = tl.load(w_ptr + wrow[None, :] * K + kk[:, None], mask=wmask, other=0.0)
+            acc = tl.dot(a, w, acc)
+        acc += tl.load(b_ptr + wrow, mask=nmask2, other=0.0).to(tl.float32)[None, :]
+        h, g = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N)), (0, 2, 1)))
         y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
         out = out_ptr + rm.to(tl.int64)[:, None] * INNER + rn[None, :]
         tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
