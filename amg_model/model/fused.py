@@ -171,7 +171,10 @@ if triton is not None:
             # candidate adds to the first call's tuning time. BLOCK_N columns of each half: the
             # product is BLOCK_M x 2 BLOCK_N
             for m, n, k, w, s in (
-                (128, 64, 64, 8, 3), (128, 128, 32, 8, 5), (128, 128, 64, 8, 3), (64, 128, 64, 4, 4),
+                (128, 64, 64, 8, 3),
+                (128, 128, 32, 8, 5),
+                (128, 128, 64, 8, 3),
+                (64, 128, 64, 4, 4),
             )
         ],
         key=["M", "INNER", "K"],

@@ -69,4 +69,3 @@ def guided_eps(
     eps = unet(torch.cat([x_in, x_in]), t, torch.cat([uncond, cond]), **copies).to(x_t.dtype)
     eps_uncond, eps_cond = eps.chunk(2)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
-
