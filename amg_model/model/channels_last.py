@@ -14,14 +14,20 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
 - convolution biases are not added in a pass of their own: they go into the next GroupNorm's
   statistics (``offset``) or into the residual add (:func:`~amg_model.model.fused.add_bias_residual_`);
 - on a GPU the transformer blocks' LayerNorms run as one kernel each, fused with the residual
-  add before them (:func:`~amg_model.model.fused.add_layer_norm`);
+  add before them (:func:`~amg_model.model.fused.add_layer_norm`), and the feed-forward's first
+  projection and its GEGLU gating are one matrix-product kernel
+  (:func:`~amg_model.model.fused.linear_geglu`);
+- the feed-forward's and the spatial transformer's output projections add the residual inside the
+  matrix product (in place); their biases ride on passes made anyway;
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame; on a GPU
   the temporal transformers' attention over a few frames uses a kernel for short sequences
-  (:func:`~amg_model.model.short_attention.short_attention`) instead.
+  (:func:`~amg_model.model.short_attention.short_attention`) instead;
+- under classifier-free guidance (``input_copies``) the layers before the first cross-attention
+  run once for the branches, which share the video and differ only in the text.
 
-The function is the diffusers forward's (same parameters, same operations in another order of
-memory); it is checked against diffusers in the tests.
+The function is the diffusers forward's (same parameters, same operations in another order and
+grouping of float sums); it is checked against diffusers in the tests.
 """
 
 from __future__ import annotations

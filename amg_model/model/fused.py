@@ -4,8 +4,9 @@ On a GPU the torch versions of these steps are bound by memory traffic and by sl
 kernels: GroupNorm as separate reductions and elementwise passes (a sixth of the UNet's time)
 whose statistics took about 20 tiny kernels each, the frame <-> pixel transposes around each
 temporal transformer (a tenth), the transformer blocks' LayerNorms and the residual adds before
-them, and the convolutions' biases (cuDNN adds them in a separate strided pass, here added with the
-residual). The Triton kernels read and write each
+them, the convolutions' biases (cuDNN adds them in a separate strided pass, here added with the
+residual), and the feed-forward's GEGLU gating (here in the epilogue of the projection's matrix
+product, whose ``[rows, 2I]`` output is then never written). The Triton kernels read and write each
 activation once per pass with coalesced rows of channels. They are used for CUDA tensors when
 Triton is installed and the code is not being traced by ``torch.compile`` (inductor fuses the
 torch versions itself); everywhere else the torch versions run.
