@@ -18,7 +18,6 @@ the largest difference from ``sdpa_attention``'s output.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from call_timing import call_time_us  # noqa: E402
+from kernel_setup import kernel_arguments, kernel_device  # noqa: E402
 
 from amg_model.model.attention import sdpa_attention  # noqa: E402
 from amg_model.model.short_attention import (  # noqa: E402
@@ -69,17 +69,10 @@ def _variants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = kernel_arguments(__doc__.splitlines()[0], ("float16", "bfloat16", "float32"))
     ap.add_argument("--frames", type=int, default=16, help="sequence length L")
-    ap.add_argument("--reps", type=int, default=50)
-    ap.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
-    ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    dev = torch.device(args.device)
-    cuda = dev.type == "cuda"
-    dtype = getattr(torch, args.dtype)
-    card = torch.cuda.get_device_name(dev) if cuda else "CPU"
+    dev, cuda, dtype, card = kernel_device(args)
     print(f"device: {card}, torch {torch.__version__}, {args.dtype}, L = {args.frames}, {args.reps} reps")
     print()
     print("| shape (N, L, C, heads) | variant | us | speed-up vs sdpa_attention | max abs diff vs sdpa |")

@@ -14,7 +14,6 @@ includes the autotuning of the fused kernel). TFLOP/s counts the projection's 2 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -25,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from call_timing import call_time_us  # noqa: E402
+from kernel_setup import kernel_arguments, kernel_device  # noqa: E402
 
 from amg_model.model import fused  # noqa: E402
 
@@ -32,16 +32,8 @@ SHAPES = ((32768, 320), (8192, 640), (2048, 1280), (512, 1280))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=50)
-    ap.add_argument("--dtype", default="float16", choices=("float16", "bfloat16"))
-    ap.add_argument("--device", default="cuda")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    dev = torch.device(args.device)
-    cuda = dev.type == "cuda"
-    dtype = getattr(torch, args.dtype)
-    card = torch.cuda.get_device_name(dev) if cuda else "CPU"
+    args = kernel_arguments(__doc__.splitlines()[0], ("float16", "bfloat16")).parse_args()
+    dev, cuda, dtype, card = kernel_device(args)
     print(f"device: {card}, torch {torch.__version__}, {args.dtype}, {args.reps} reps")
     print()
     print("| shape | variant | us | TFLOP/s | speed-up | max rel. err vs fp32 |")

@@ -20,7 +20,6 @@ largest error against a float32 computation.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from call_timing import call_time_us  # noqa: E402
+from kernel_setup import kernel_arguments, kernel_device  # noqa: E402
 
 from amg_model.model import fused  # noqa: E402
 
@@ -43,17 +43,10 @@ def _max_diff(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> float
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=50)
-    ap.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
-    ap.add_argument("--device", default="cuda")
+    ap = kernel_arguments(__doc__.splitlines()[0], ("float16", "bfloat16", "float32"))
     ap.add_argument("--flush-l2", action="store_true", help="evict the inputs from L2 before each call")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    dev = torch.device(args.device)
-    cuda = dev.type == "cuda"
-    dtype = getattr(torch, args.dtype)
-    card = torch.cuda.get_device_name(dev) if cuda else "CPU"
+    dev, cuda, dtype, card = kernel_device(args)
     triton = cuda and fused.triton is not None
     flush = torch.empty(256 * 2**20, dtype=torch.uint8, device=dev) if cuda and args.flush_l2 else None
     print(
