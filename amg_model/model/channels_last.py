@@ -152,22 +152,16 @@ def _sum_of_biases(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tens
     return a + b
 
 
-def resnet_block(
-    block: torch.nn.Module,
-    x: torch.Tensor,
-    temb: torch.Tensor,
-    frames: int,
-    temb_silu: torch.Tensor | None = None,
-) -> torch.Tensor:
+def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tensor) -> torch.Tensor:
     """diffusers' ``ResnetBlock2D`` (default time-embedding norm) on channels-last frames.
 
-    ``temb`` is ``[B, D]``, one row per video; it is added to all ``frames`` of that video.
-    ``temb_silu``: ``silu(temb)`` if already computed (it is the same for every block).
+    ``temb_silu`` is ``silu(time embedding)``, ``[B, D]``, one row per video (the same for every
+    block); its projection is added to all frames of that video (``x`` holds ``B * F`` frames).
     """
     h = _conv_without_bias(block.conv1, group_norm(x, block.norm1, silu=True))
     proj = block.time_emb_proj
     offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
-    t = F.linear(F.silu(temb) if temb_silu is None else temb_silu, proj.weight, offset_bias)  # [B, C]
+    t = F.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
     h = _conv_without_bias(block.conv2, group_norm(h, block.norm2, silu=True, offset=t))  # norm2(h + t)
     out_bias = block.conv2.bias
     if block.conv_shortcut is not None:
@@ -372,8 +366,9 @@ def unet_forward(
         temporal: the attention of the temporal transformers (over frames); None:
             ``temporal_attention(attention)`` (the short-sequence kernel where it runs).
         fused_norms: the transformer blocks' LayerNorms and the residual adds before them through
-            the fused kernels (:func:`~amg_model.model.fused.add_layer_norm`) where they run; False:
-            the LayerNorm modules and separate adds (for comparison).
+            the fused kernels (:func:`~amg_model.model.fused.add_layer_norm`) where they run, and the
+            other residual adds inside the output projections; False: the LayerNorm modules and
+            separate adds (for comparison).
         input_copies: ``sample`` and ``timestep`` are this many copies of their first
             ``B / input_copies`` rows, and only ``context`` differs between the copies (as with
             classifier-free guidance). The layers before the first cross-attention then run once
@@ -391,8 +386,7 @@ def unet_forward(
         timestep = timestep[None]
     b_in = b // input_copies  # videos computed until the first cross-attention
     temb = unet.time_proj(timestep.expand(b)[:b_in]).to(sample.dtype)
-    temb = unet.time_embedding(temb)
-    temb_silu = F.silu(temb)
+    temb_silu = F.silu(unet.time_embedding(temb))
     x = sample[:b_in].transpose(1, 2).reshape(b_in * frames, -1, height, width)
     x = unet.conv_in(x.contiguous(memory_format=torch.channels_last))
     x = temporal_transformer(unet.transformer_in, x, temporal, frames, fused_norms)
@@ -401,17 +395,17 @@ def unet_forward(
 
     def transformers(attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """A layer's spatial transformer (with the cross-attention) and temporal transformer."""
-        nonlocal copies, temb, temb_silu, skips
+        nonlocal copies, temb_silu, skips
         x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies)
         if copies > 1:  # from here on every copy has its own activations
-            temb, temb_silu = repeat_batch(temb, copies), repeat_batch(temb_silu, copies)
+            temb_silu = repeat_batch(temb_silu, copies)
             skips = [repeat_batch(s, copies) for s in skips]
             copies = 1
         return temporal_transformer(temp_attn, x, temporal, frames, fused_norms, input_bias=bias)
 
     for block in unet.down_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
+            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
             if attn is not None:
                 x = transformers(attn, temp_attn, x)
             skips.append(x)
@@ -421,19 +415,17 @@ def unet_forward(
             skips.append(x)
 
     mid = unet.mid_block
-    x = temporal_conv_layer(
-        mid.temp_convs[0], resnet_block(mid.resnets[0], x, temb, frames, temb_silu), frames
-    )
+    x = temporal_conv_layer(mid.temp_convs[0], resnet_block(mid.resnets[0], x, temb_silu), frames)
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
         x = transformers(attn, temp_attn, x)
-        x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
+        x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = torch.cat([x, skips.pop()], dim=1)
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb, frames, temb_silu), frames)
+            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
             if attn is not None:
                 x = transformers(attn, temp_attn, x)
         if block.upsamplers is not None:

@@ -146,8 +146,11 @@ class FastUNet:
         short_attention: (channels-last forward only) the temporal transformers' attention over frames
             through the short-sequence kernel (``model.short_attention``) where it runs, else ``attention``.
         fused_norms: (channels-last forward only) the transformer blocks' LayerNorms fused with the
-            residual adds before them (``model.fused.add_layer_norm``) where the kernels run.
+            residual adds before them (``model.fused.add_layer_norm``) where the kernels run, the
+            other residual adds inside the output projections (``unet_forward``'s ``fused_norms``).
     """
+
+    takes_input_copies = True
 
     def __init__(
         self,
@@ -189,8 +192,6 @@ class FastUNet:
             self._forward = torch.compile(self._eager, dynamic=False)
         elif mode == "compile_cuda_graph":
             self._forward = torch.compile(self._eager, mode="reduce-overhead", dynamic=False)
-
-    takes_input_copies = True
 
     def release_graphs(self) -> None:
         """Free the CUDA graphs of mode "cuda_graph" and their activation memory (before offloading)."""
