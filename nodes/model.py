@@ -198,9 +198,9 @@ class AMGDiffusionModel(torch.nn.Module):
                 f"the sampler sent {x.shape[0]} latent frames for {chunks} conditionings; this is a bug."
             )
         frames = x.shape[0] // chunks
-        avatar = kwargs.get(AVATAR_KEY)
-        same = isinstance(avatar, AvatarChunks) and avatar.same
-        avatar = avatar.latent if isinstance(avatar, AvatarChunks) else avatar
+        avatar, same = kwargs.get(AVATAR_KEY), False
+        if isinstance(avatar, AvatarChunks):
+            avatar, same = avatar.latent, avatar.same
         avatar = self._avatar_frames(avatar, chunks, frames, transformer_options)
         xc = torch.cat([x, avatar.to(device=x.device, dtype=x.dtype)], dim=1)
         video = xc.reshape(chunks, frames, *xc.shape[1:]).transpose(1, 2)  # [chunks, 8, frames, h, w]
