@@ -123,8 +123,17 @@ def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
         if e.device_time_total > 0:
             print(f"    {e.count:6d} {e.device_time_total / 1e3:7.2f}  {e.key[:110]}")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
-        forward(x, t, ctx)
+        forward(x, t, ctx, **copies)
         torch.cuda.synchronize()
+    launchers: dict[tuple[str, str], int] = {}
+    for e in prof.events():
+        for k in getattr(e, "kernels", []):
+            if "memset" in k.name.lower() or "memcpy" in k.name.lower():
+                key = (e.name, k.name)
+                launchers[key] = launchers.get(key, 0) + 1
+    print("  memory sets and copies by the operator that issued them (count, operator, kernel):")
+    for (op, kernel), count in sorted(launchers.items(), key=lambda kv: -kv[1]):
+        print(f"    {count:6d}  {op[:50]:50s}  {kernel[:50]}")
     print("  operators by the GPU time of the kernels they launch themselves, per input shapes:")
     by_op = prof.key_averages(group_by_input_shape=True)
     print(by_op.table(sort_by="self_device_time_total", row_limit=40, max_name_column_width=40))
