@@ -1,13 +1,13 @@
-"""Small-K matrix products of the UNet's transformer blocks: cuBLAS and the current fused GEGLU
-kernel against the candidate persistent Triton kernels of ``amg_model.model.small_k``.
+"""Small-K matrix products of the UNet's transformer blocks: cuBLAS and the current fused GEGLU kernel
+against the candidate persistent Triton kernels of ``amg_model.model.small_k``.
 
 Shapes (16 frames, 32x32 latent, guidance): the feed-forward input projection with its GEGLU,
 ``[32768, 320] x [320, 2560]`` and ``[8192, 640] x [640, 5120]`` (``fused.linear_geglu``, cuBLAS +
-``fused.geglu``, ``small_k.linear_geglu_persistent``, ``small_k.linear_geglu_tma``), and plain
-projections ``[32768, 320] x [320, 320] + bias``, ``[32768, 320] x [320, 960]`` (fused q, k, v; no
-bias) and ``[8192, 640] x [640, 640] + bias`` (cuBLAS ``F.linear``, ``small_k.linear_tma``), the
-square ones also added in place to a residual (``residual.addmm_(x, W^T)`` as the output
-projections do, no bias).
+``fused.geglu``, ``small_k.linear_geglu_persistent``, ``small_k.linear_geglu_tma``,
+``small_k.linear_geglu_tma_split``), and plain projections ``[32768, 320] x [320, 320] + bias``,
+``[32768, 320] x [320, 960]`` (fused q, k, v; no bias) and ``[8192, 640] x [640, 640] + bias``
+(cuBLAS ``F.linear``, ``small_k.linear_tma``), the square ones also added in place to a residual
+(``residual.addmm_(x, W^T)`` as the output projections do, no bias).
 
 Time: GPU time per call from CUDA events around each call queued behind a GPU sleep (the CPU's
 launch overhead is not measured, as under CUDA graphs), median of ``--reps`` after warm-up (which
@@ -116,6 +116,9 @@ def main() -> None:
              getattr(small_k, "_geglu_persistent_kernel", None), True),
             ("small_k.linear_geglu_tma (packed)", lambda x=x, packed=packed: linear_geglu_tma(x, packed),
              getattr(small_k, "_geglu_tma_kernel", None), True),
+            ("small_k.linear_geglu_tma_split (weight as it is)",
+             lambda x=x, w=w, b=b: small_k.linear_geglu_tma_split(x, w, b),
+             getattr(small_k, "_geglu_tma_split_kernel", None), True),
         )  # fmt: skip
         run(f"[{rows}, {k}] x [{k}, {2 * inner}] GEGLU", variants, 2 * rows * k * 2 * inner, exact)
         del exact, x, w, b, packed

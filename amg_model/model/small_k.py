@@ -313,6 +313,81 @@ def linear_geglu_tma(
     return out.view(*x.shape[:-1], inner)
 
 
+if triton is not None:
+
+    def _tma_geglu_split_blocks(nargs):
+        bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
+        nargs["x_desc"].block_shape = [bm, bk]
+        nargs["w_desc"].block_shape = [bn, bk]
+        nargs["out_desc"].block_shape = [bm, bn]
+
+    def _tma_geglu_split_configs():
+        return [
+            triton.Config(
+                {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "PER_SM": p}, num_warps=w, num_stages=s,
+                pre_hook=_tma_geglu_split_blocks,
+            )
+            for m, n, k, w, s, p in ((128, 128, 64, 8, 3, 1), (128, 128, 64, 8, 4, 1), (64, 128, 64, 4, 2, 2))
+        ]  # fmt: skip
+
+    @triton.autotune(configs=_tma_geglu_split_configs(), key=["M", "INNER", "K"])
+    @triton.jit
+    def _geglu_tma_split_kernel(
+        x_desc, w_desc, b_ptr, out_desc, M, INNER,
+        K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        PER_SM: tl.constexpr,
+    ):  # fmt: skip
+        # the weight as it is, [W_h; W_g]: per step one hidden and one gate tile, two products
+        tiles_m = tl.cdiv(M, BLOCK_M)
+        tiles_n = tl.cdiv(INNER, BLOCK_N)
+        for tile in tl.range(tl.program_id(0), tiles_m * tiles_n, tl.num_programs(0), flatten=True):
+            pm, pn = _tile_of(tile, tiles_m, tiles_n, GROUP=8)
+            h = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                a = x_desc.load([pm * BLOCK_M, k0])
+                h = tl.dot(a, w_desc.load([pn * BLOCK_N, k0]).T, h)
+                g = tl.dot(a, w_desc.load([INNER + pn * BLOCK_N, k0]).T, g)
+            rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
+            nmask = rn < INNER
+            h += tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+            g += tl.load(b_ptr + INNER + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+            out_desc.store([pm * BLOCK_M, pn * BLOCK_N], _gelu_gated(h, g).to(out_desc.dtype))
+
+
+def linear_geglu_tma_split(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, config: triton.Config | None = None
+) -> torch.Tensor:
+    """``geglu(F.linear(x, weight, bias))`` with the weight ``[2I, K]`` as it is (no packing): a
+    persistent Triton kernel with tensor-descriptor (TMA) loads and stores on a Hopper GPU (fp16/bf16,
+    ``K`` a multiple of 16 up to :data:`MAX_K`, ``I`` a multiple of 8), else torch."""
+    k = x.shape[-1]
+    inner = weight.shape[0] // 2
+    fits = (
+        bias is not None and _fits(x, weight, bias) and weight.shape[0] % 2 == 0 and inner % 8 == 0
+        and _use_triton(x, weight, bias)
+    )  # fmt: skip
+    if fits:
+        x2, w = x.reshape(-1, k).contiguous(), weight.contiguous()
+        out = x2.new_empty(x2.shape[0], inner)
+        fits = _tma_ok(x2, w, out)
+    if not fits:
+        return _gelu_gate(F.linear(x, weight, bias))
+    m = x2.shape[0]
+
+    def grid(meta):
+        tiles = triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(inner, meta["BLOCK_N"])
+        return (_programs(x.device, tiles, meta["PER_SM"]),)
+
+    # block shapes are placeholders until the configuration's pre_hook sets them
+    args = dict(
+        x_desc=TensorDescriptor.from_tensor(x2, [16, 16]), w_desc=TensorDescriptor.from_tensor(w, [16, 16]),
+        b_ptr=bias.contiguous(), out_desc=TensorDescriptor.from_tensor(out, [16, 16]), M=m, INNER=inner, K=k,
+    )  # fmt: skip
+    _launch(_geglu_tma_split_kernel, grid, args, config, _tma_geglu_split_blocks)
+    return out.view(*x.shape[:-1], inner)
+
+
 # ----------------------------------------------------------------------------------------------
 # Plain projection (+ bias, + residual in place), persistent, tensor descriptors
 # ----------------------------------------------------------------------------------------------
