@@ -501,3 +501,24 @@ def linear_tma(
         _TUNED_IN_PLACE.add(key)
     _launch(_linear_tma_kernel, grid, args, config, _tma_linear_blocks)
     return out.view(*x.shape[:-1], n) if residual is None else residual
+
+
+def _hopper(x: torch.Tensor) -> bool:
+    return x.is_cuda and torch.cuda.get_device_capability(x.device)[0] >= 9
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, through :func:`linear_tma` for the shapes where it beat cuBLAS on
+    an H100 (``bench/small_k_bench.py``): many rows, ``K`` and ``N`` up to 320, with a bias."""
+    k, n = x.shape[-1], weight.shape[0]
+    if bias is not None and k <= 320 and n <= 320 and x.numel() >= 8192 * k and _hopper(x):
+        return linear_tma(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """:func:`linear_geglu_tma_split` where it beat the one-tile-per-program kernel on an H100
+    (``K`` up to :data:`MAX_K`); None elsewhere (the caller's kernel runs)."""
+    if bias is None or x.shape[-1] > MAX_K or not _hopper(x) or not _use_triton(x, weight, bias):
+        return None
+    return linear_geglu_tma_split(x, weight, bias)
