@@ -119,6 +119,9 @@ def main() -> None:
             ("small_k.linear_geglu_tma_split (weight as it is)",
              lambda x=x, w=w, b=b: small_k.linear_geglu_tma_split(x, w, b),
              getattr(small_k, "_geglu_tma_split_kernel", None), True),
+            ("small_k.linear_geglu_tma_paired (weight as [2, I, K])",
+             lambda x=x, w=w, b=b: small_k.linear_geglu_tma_paired(x, w, b),
+             getattr(small_k, "_geglu_tma_paired_kernel", None), True),
         )  # fmt: skip
         run(f"[{rows}, {k}] x [{k}, {2 * inner}] GEGLU", variants, 2 * rows * k * 2 * inner, exact)
         del exact, x, w, b, packed

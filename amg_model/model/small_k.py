@@ -388,6 +388,85 @@ def linear_geglu_tma_split(
     return out.view(*x.shape[:-1], inner)
 
 
+if triton is not None:
+
+    def _tma_geglu_paired_blocks(nargs):
+        bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
+        nargs["x_desc"].block_shape = [bm, bk]
+        nargs["w_desc"].block_shape = [2, bn, bk]
+        nargs["out_desc"].block_shape = [bm, bn]
+
+    def _tma_geglu_paired_configs():
+        return [
+            triton.Config(
+                {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "PER_SM": p}, num_warps=w, num_stages=s,
+                pre_hook=_tma_geglu_paired_blocks,
+            )
+            for m, n, k, w, s, p in ((128, 128, 64, 8, 3, 1), (128, 128, 64, 8, 4, 1), (64, 128, 64, 4, 2, 2))
+        ]  # fmt: skip
+
+    @triton.autotune(configs=_tma_geglu_paired_configs(), key=["M", "INNER", "K"])
+    @triton.jit
+    def _geglu_tma_paired_kernel(
+        x_desc, w_desc, b_ptr, out_desc, M, INNER,
+        K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        PER_SM: tl.constexpr,
+    ):  # fmt: skip
+        # the weight as it is, seen as [2, INNER, K]: one load brings a column block's hidden and
+        # gate tiles ([2, BLOCK_N, BLOCK_K]), one product per step
+        tiles_m = tl.cdiv(M, BLOCK_M)
+        tiles_n = tl.cdiv(INNER, BLOCK_N)
+        cols2 = tl.arange(0, 2 * BLOCK_N)
+        gate = cols2 >= BLOCK_N
+        for tile in tl.range(tl.program_id(0), tiles_m * tiles_n, tl.num_programs(0), flatten=True):
+            pm, pn = _tile_of(tile, tiles_m, tiles_n, GROUP=8)
+            acc = tl.zeros((BLOCK_M, 2 * BLOCK_N), dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                a = x_desc.load([pm * BLOCK_M, k0])
+                w = tl.reshape(w_desc.load([0, pn * BLOCK_N, k0]), (2 * BLOCK_N, BLOCK_K))
+                acc = tl.dot(a, w.T, acc)
+            rn2 = pn * BLOCK_N + tl.where(gate, cols2 - BLOCK_N, cols2)
+            bias = tl.load(b_ptr + rn2 + tl.where(gate, INNER, 0), mask=rn2 < INNER, other=0.0)
+            acc += bias.to(tl.float32)[None, :]
+            h, g = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N)), (0, 2, 1)))
+            out_desc.store([pm * BLOCK_M, pn * BLOCK_N], _gelu_gated(h, g).to(out_desc.dtype))
+
+
+def linear_geglu_tma_paired(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, config: triton.Config | None = None
+) -> torch.Tensor:
+    """``geglu(F.linear(x, weight, bias))`` with the weight ``[2I, K]`` as it is, read through a
+    3-d tensor descriptor ``[2, I, K]`` so that one load and one product per step cover the hidden and
+    gate columns (Hopper GPU, fp16/bf16, ``K`` a multiple of 16 up to :data:`MAX_K`, ``I`` a multiple
+    of 8), else torch."""
+    k = x.shape[-1]
+    inner = weight.shape[0] // 2
+    fits = (
+        bias is not None and _fits(x, weight, bias) and weight.shape[0] % 2 == 0 and inner % 8 == 0
+        and _use_triton(x, weight, bias)
+    )  # fmt: skip
+    if fits:
+        x2, w = x.reshape(-1, k).contiguous(), weight.contiguous()
+        out = x2.new_empty(x2.shape[0], inner)
+        fits = _tma_ok(x2, w, out)
+    if not fits:
+        return _gelu_gate(F.linear(x, weight, bias))
+    m = x2.shape[0]
+
+    def grid(meta):
+        tiles = triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(inner, meta["BLOCK_N"])
+        return (_programs(x.device, tiles, meta["PER_SM"]),)
+
+    # block shapes are placeholders until the configuration's pre_hook sets them
+    w_desc = TensorDescriptor(w, [2, inner, k], [inner * k, k, 1], [2, 16, 16])
+    args = dict(
+        x_desc=TensorDescriptor.from_tensor(x2, [16, 16]), w_desc=w_desc, b_ptr=bias.contiguous(),
+        out_desc=TensorDescriptor.from_tensor(out, [16, 16]), M=m, INNER=inner, K=k,
+    )  # fmt: skip
+    _launch(_geglu_tma_paired_kernel, grid, args, config, _tma_geglu_paired_blocks)
+    return out.view(*x.shape[:-1], inner)
+
+
 # ----------------------------------------------------------------------------------------------
 # Plain projection (+ bias, + residual in place), persistent, tensor descriptors
 # ----------------------------------------------------------------------------------------------
@@ -514,11 +593,3 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     if bias is not None and k <= 320 and n <= 320 and x.numel() >= 8192 * k and _hopper(x):
         return linear_tma(x, weight, bias)
     return F.linear(x, weight, bias)
-
-
-def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
-    """:func:`linear_geglu_tma_split` where it beat the one-tile-per-program kernel on an H100
-    (``K`` up to :data:`MAX_K`); None elsewhere (the caller's kernel runs)."""
-    if bias is None or x.shape[-1] > MAX_K or not _hopper(x) or not _use_triton(x, weight, bias):
-        return None
-    return linear_geglu_tma_split(x, weight, bias)

@@ -61,7 +61,7 @@ _INTERPRETED = textwrap.dedent(
         kernel_call()
         return [1.0, 1.0, 1.0]
     for kernel in (sk._geglu_persistent_kernel, sk._geglu_tma_kernel, sk._geglu_tma_split_kernel,
-                   sk._linear_tma_kernel):
+                   sk._geglu_tma_paired_kernel, sk._linear_tma_kernel):
         kernel._do_bench = once
     def worse(a, b):  # the larger error; a NaN is kept (max() would drop it)
         return b if b != b or b > a else a
@@ -90,6 +90,8 @@ _INTERPRETED = textwrap.dedent(
             if b is not None:
                 out = sk.linear_geglu_tma_split(x, w, b, config=fixed)
                 record("geglu_tma_split", out, ref, (m, inner))
+                out = sk.linear_geglu_tma_paired(x, w, b, config=fixed)
+                record("geglu_tma_paired", out, ref, (m, inner))
         n = inner
         wl = (torch.randn(n, k) / k**0.5).half()
         for b in (torch.randn(n).half(), None):
@@ -110,6 +112,7 @@ _INTERPRETED = textwrap.dedent(
     record("geglu_persistent autotuned", sk.linear_geglu_persistent(x, w, b), ref, (150, 48))
     record("geglu_tma autotuned", sk.linear_geglu_tma(x, sk.pack_geglu(w, b, 128)), ref, (150, 48))
     record("geglu_tma_split autotuned", sk.linear_geglu_tma_split(x, w, b), ref, (150, 48))
+    record("geglu_tma_paired autotuned", sk.linear_geglu_tma_paired(x, w, b), ref, (150, 48))
     r = torch.randn(150, 96).half()
     ref = p + r.float()
     record("linear_tma autotuned", sk.linear_tma(x, w, b), p, (150, 96))
@@ -124,7 +127,7 @@ def test_small_k_kernels_under_the_interpreter():
     """The Triton kernels (Triton's CPU interpreter, fp16 inputs) with fixed small tiles and autotuned."""
     pytest.importorskip("triton")
     errors = dict(line.rsplit(": ", 1) for line in run_interpreted(_INTERPRETED))
-    assert len(errors) == 10
+    assert len(errors) == 12
     for name, err in errors.items():
         assert float(err) < 2e-3, name  # NaN fails too
 
@@ -146,6 +149,7 @@ def test_geglu_variants_on_cuda_match_torch(m, k):
     assert _rel_err(small_k.linear_geglu_persistent(x, w, b), ref) < 1e-2
     assert _rel_err(small_k.linear_geglu_tma(x, small_k.pack_geglu(w, b)), ref) < 1e-2
     assert _rel_err(small_k.linear_geglu_tma_split(x, w, b), ref) < 1e-2
+    assert _rel_err(small_k.linear_geglu_tma_paired(x, w, b), ref) < 1e-2
 
 
 @_CUDA
