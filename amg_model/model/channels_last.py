@@ -19,6 +19,8 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
   (:func:`~amg_model.model.fused.linear_geglu`);
 - the feed-forward's and the spatial transformer's output projections add the residual inside the
   matrix product (in place); their biases ride on passes made anyway;
+- the token projections with few channels (``K, N <= 320``) run through a persistent Triton kernel
+  on Hopper GPUs (:func:`~amg_model.model.small_k.linear`), faster than cuBLAS on those shapes;
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame; on a GPU
   the temporal transformers' attention over a few frames uses a kernel for short sequences

@@ -1,4 +1,4 @@
-"""Candidate Triton kernels for matrix products with few input channels (``K <= 640``).
+"""Persistent Triton kernels for matrix products with few input channels (``K <= 640``).
 
 The UNet's token projections at the highest resolutions are ``[rows, K] x [K, N]`` products with
 ``K`` of 320 or 640: a few k-steps per output tile, so a kernel of one program per tile spends
@@ -6,17 +6,21 @@ much of its time in each tile's prologue (the first loads) and epilogue. The ker
 persistent (one program per multiprocessor, or two, looping over output tiles in a grouped order):
 the software pipeliner then issues the next tile's first loads while the current tile finishes.
 
-* :func:`linear_geglu_persistent`: ``geglu(x @ W^T + b)`` with pointer loads of the unpacked
-  weight ``[2I, K]`` (as :func:`~amg_model.model.fused.linear_geglu`, persistent).
-* :func:`linear_geglu_tma`: the same with tensor-descriptor (TMA) loads and stores and a weight
-  packed once by :func:`pack_geglu` (hidden and gate rows interleaved per block of ``BLOCK_N``,
-  so one contiguous ``[2 BLOCK_N, K]`` weight tile serves a step).
-* :func:`linear_tma`: ``x @ W^T + b`` for ``N <= 640`` with TMA loads and stores, optionally
-  added in place to a residual (as ``residual.addmm_(x, W^T)``, one rounding).
+* :func:`linear`: what the UNet calls for its token projections: :func:`linear_tma` for the
+  shapes where it beat cuBLAS on an H100 (``[32768, 320] x [320, 320] + bias``: 24 us against 33),
+  else ``F.linear``.
+* :func:`linear_tma`: ``x @ W^T + b`` for ``N <= 640`` with tensor-descriptor (TMA) loads and
+  stores, optionally added in place to a residual (as ``residual.addmm_(x, W^T)``, one rounding).
+* GEGLU projections ``geglu(x @ W^T + b)``, candidates measured by ``bench/small_k_bench.py``:
+  :func:`linear_geglu_persistent` (pointer loads of the weight ``[2I, K]``),
+  :func:`linear_geglu_tma` (TMA, a weight packed once by :func:`pack_geglu`: hidden and gate rows
+  interleaved per block of ``BLOCK_N``), :func:`linear_geglu_tma_split` (TMA, the weight as it is,
+  two products per step) and :func:`linear_geglu_tma_paired` (TMA through a ``[2, I, K]`` view of
+  the weight as it is: one load and one product per step). On an H100 the packed and paired ones
+  run 1.2x faster than :func:`~amg_model.model.fused.linear_geglu`; the UNet does not use them yet.
 
 Each equals its torch definition with fp32 accumulation; where its kernel does not run (CPU,
-``torch.compile`` tracing, other dtypes or shapes) the torch version runs. These are candidates
-for measurement (``bench/small_k_bench.py``); the UNet does not use them.
+``torch.compile`` tracing, other dtypes or shapes, GPUs before Hopper) the torch version runs.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ their torch fallbacks, the Triton kernels under Triton's CPU interpreter, and on
 
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -123,9 +124,18 @@ _INTERPRETED = textwrap.dedent(
 )
 
 
+def _release(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
 def test_small_k_kernels_under_the_interpreter():
     """The Triton kernels (Triton's CPU interpreter, fp16 inputs) with fixed small tiles and autotuned."""
-    pytest.importorskip("triton")
+    triton = pytest.importorskip("triton")
+    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
+        # the persistent kernels' loops have run-time bounds, which Triton 3.6's interpreter cannot
+        # convert with numpy 2.3 and later ("only 0-dimensional arrays can be converted")
+        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
     errors = dict(line.rsplit(": ", 1) for line in run_interpreted(_INTERPRETED))
     assert len(errors) == 12
     for name, err in errors.items():
