@@ -19,6 +19,8 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
   (:func:`~amg_model.model.fused.linear_geglu`);
 - the feed-forward's and the spatial transformer's output projections add the residual inside the
   matrix product (in place); their biases ride on passes made anyway;
+- the token projections with few channels (``K, N <= 320``) run through a persistent Triton kernel
+  on Hopper GPUs (:func:`~amg_model.model.small_k.linear`), faster than cuBLAS on those shapes;
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame; on a GPU
   the temporal transformers' attention over a few frames uses a kernel for short sequences
@@ -35,6 +37,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from amg_model.model import small_k
 from amg_model.model.attention import Attention, sdpa_attention
 from amg_model.model.fused import (
     add_bias_residual_,
@@ -198,8 +201,16 @@ def _attention(
             # queries instead of copying the keys and values per frame
             n, length, c = q.shape
             out = attention(q.reshape(n // frames, frames * length, c), k, v, attn.heads)
-            return attn.to_out[0](out.reshape(n, length, c))
-    return attn.to_out[0](attention(q, k, v, attn.heads))
+            return _linear(attn.to_out[0], out.reshape(n, length, c))
+    return _linear(attn.to_out[0], attention(q, k, v, attn.heads))
+
+
+def _linear(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A token projection (``nn.Linear``): :func:`~amg_model.model.small_k.linear` (a persistent
+    kernel for the small shapes where it is faster), else the module itself."""
+    if isinstance(layer, torch.nn.Linear):
+        return small_k.linear(x, layer.weight, layer.bias)
+    return layer(x)
 
 
 def _feed_forward_hidden(ff: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -275,7 +286,7 @@ def spatial_transformer(
     batch); the result has ``copies`` times the batch of ``x``.
     """
     n, c, h, w = x.shape
-    t = model.proj_in(_tokens(group_norm(x, model.norm)))
+    t = _linear(model.proj_in, _tokens(group_norm(x, model.norm)))
     for i, block in enumerate(model.transformer_blocks):
         t = _transformer_block(block, t, context, attention, frames, fused_norms, copies if i == 0 else 1)
     if fused_norms and copies == 1:
@@ -318,11 +329,11 @@ def temporal_transformer(
     t = group_norm_tokens(
         tokens, norm.num_groups, norm.weight, norm.bias, norm.eps, swap_frames=frames, offset=offset
     )
-    t = model.proj_in(t.view(b * hw, frames, c))  # rows [pixels, frames]
+    t = _linear(model.proj_in, t.view(b * hw, frames, c))  # rows [pixels, frames]
     for block in model.transformer_blocks:
         t = _transformer_block(block, t, None, attention, 1, fused_norms)
     proj = model.proj_out
-    t = F.linear(t, proj.weight, _sum_of_biases(proj.bias, input_bias))
+    t = small_k.linear(t, proj.weight, _sum_of_biases(proj.bias, input_bias))
     out = add_swapped(tokens, t.view(b, hw * frames, c), frames)
     return _image(out.view(n, hw, c), h, w)
 
