@@ -48,7 +48,7 @@ def _use_triton(*tensors: torch.Tensor) -> bool:
     return all(t.is_cuda for t in tensors)
 
 
-def _fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+def _fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, max_k: int = MAX_K) -> bool:
     k = x.shape[-1]
     return (
         x.dtype in (torch.float16, torch.bfloat16)
@@ -58,7 +58,7 @@ def _fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> b
         and weight.shape[1] == k
         and (bias is None or bias.shape == weight.shape[:1])
         and k % 16 == 0
-        and k <= MAX_K
+        and k <= max_k
         and x.numel() > 0
     )
 
@@ -441,12 +441,12 @@ def linear_geglu_tma_paired(
 ) -> torch.Tensor:
     """``geglu(F.linear(x, weight, bias))`` with the weight ``[2I, K]`` as it is, read through a
     3-d tensor descriptor ``[2, I, K]`` so that one load and one product per step cover the hidden and
-    gate columns (Hopper GPU, fp16/bf16, ``K`` a multiple of 16 up to :data:`MAX_K`, ``I`` a multiple
-    of 8), else torch."""
+    gate columns (Hopper GPU, fp16/bf16, ``K`` a multiple of 16, ``I`` a multiple of 8), else torch."""
     k = x.shape[-1]
     inner = weight.shape[0] // 2
     fits = (
-        bias is not None and _fits(x, weight, bias) and weight.shape[0] % 2 == 0 and inner % 8 == 0
+        bias is not None and _fits(x, weight, bias, max_k=1 << 16) and weight.shape[0] % 2 == 0
+        and inner % 8 == 0
         and _use_triton(x, weight, bias)
     )  # fmt: skip
     if fits:
@@ -597,3 +597,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     if bias is not None and k <= 320 and n <= 320 and x.numel() >= 8192 * k and _hopper(x):
         return linear_tma(x, weight, bias)
     return F.linear(x, weight, bias)
+
+
+def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """:func:`linear_geglu_tma_paired` where it beat :func:`~amg_model.model.fused.linear_geglu`'s
+    one-tile-per-program kernel on an H100 (1.2x at ``K`` 320 and 640, ``bench/small_k_bench.py``);
+    None elsewhere, for the caller's kernel."""
+    if bias is None or x.shape[-1] > MAX_K or not _hopper(x) or not _use_triton(x, weight, bias):
+        return None
+    return linear_geglu_tma_paired(x, weight, bias)
