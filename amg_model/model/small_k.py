@@ -17,7 +17,8 @@ the software pipeliner then issues the next tile's first loads while the current
   interleaved per block of ``BLOCK_N``), :func:`linear_geglu_tma_split` (TMA, the weight as it is,
   two products per step) and :func:`linear_geglu_tma_paired` (TMA through a ``[2, I, K]`` view of
   the weight as it is: one load and one product per step). On an H100 the packed and paired ones
-  run 1.2x faster than :func:`~amg_model.model.fused.linear_geglu`; the UNet does not use them yet.
+  run 1.2x faster than :func:`~amg_model.model.fused.linear_geglu`, which hands ``K <= 640`` to the
+  paired one (:func:`linear_geglu`).
 
 Each equals its torch definition with fp32 accumulation; where its kernel does not run (CPU,
 ``torch.compile`` tracing, other dtypes or shapes, GPUs before Hopper) the torch version runs.
