@@ -1,15 +1,11 @@
-"""Small-K matrix products of the UNet's transformer blocks: cuBLAS and the current fused GEGLU kernel
-against the candidate persistent Triton kernels of ``amg_model.model.small_k``.
+"""The feed-forward GEGLU projections and small token projections of the UNet's transformer blocks:
+cuBLAS and the fused GEGLU kernel against the persistent Triton kernels of ``amg_model.model.small_k``.
 
 Shapes (16 frames, 32x32 latent, guidance): the feed-forward input projection with its GEGLU,
-``[32768, 320] x [320, 2560]``, ``[8192, 640] x [640, 5120]``, ``[2048, 1280] x [1280, 10240]`` and
-``[512, 1280] x [1280, 10240]`` (the last two: only the paired kernel of the candidates)
-(``fused.linear_geglu``, cuBLAS + ``fused.geglu``, ``small_k.linear_geglu_persistent``,
-``small_k.linear_geglu_tma``, ``small_k.linear_geglu_tma_split``), and plain projections
-``[32768, 320] x [320, 320] + bias``, ``[32768, 320] x [320, 960]`` (fused q, k, v; no bias) and
-``[8192, 640] x [640, 640] + bias`` (cuBLAS ``F.linear``, ``small_k.linear_tma``), the square ones
-also added in place to a residual (``residual.addmm_(x, W^T)`` as the output projections do, no
-bias).
+``[rows, K] x [K, 8K]`` for ``[32768, 320]``, ``[8192, 640]``, ``[2048, 1280]`` and ``[512, 1280]``
+(``fused.linear_geglu``, cuBLAS + ``fused.geglu``, cuBLAS alone, ``small_k.linear_geglu_tma_paired``),
+and plain projections ``[32768, 320] x [320, 320] + bias``, ``[32768, 320] x [320, 960]`` (fused q, k,
+v; no bias) and ``[8192, 640] x [640, 640] + bias`` (cuBLAS ``F.linear``, ``small_k.linear_tma``).
 
 Time: GPU time per call from CUDA events around each call queued behind a GPU sleep (the CPU's
 launch overhead is not measured, as under CUDA graphs), median of ``--reps`` after warm-up (which
@@ -38,7 +34,6 @@ from call_timing import call_time_us  # noqa: E402
 from kernel_setup import kernel_arguments, kernel_device  # noqa: E402
 
 from amg_model.model import fused, small_k  # noqa: E402
-from amg_model.model.small_k import linear_geglu_persistent, linear_geglu_tma  # noqa: E402
 
 GEGLU_SHAPES = ((32768, 320), (8192, 640), (2048, 1280), (512, 1280))  # rows, K; projection [K, 2 * 4K]
 LINEAR_SHAPES = (
@@ -108,27 +103,17 @@ def main() -> None:
         p = x.float() @ w.float().T + b.float()
         exact = p[:, :inner] * F.gelu(p[:, inner:])
         del p
-        packed = small_k.pack_geglu(w, b)  # once per weight, not timed
         variants = (
             ("fused.linear_geglu", lambda x=x, w=w, b=b: fused.linear_geglu(x, w, b),
              getattr(fused, "_linear_geglu_kernel", None), True),
             ("F.linear + fused.geglu", lambda x=x, w=w, b=b: fused.geglu(F.linear(x, w, b)), None, True),
             ("F.linear alone (cuBLAS, no gating)", lambda x=x, w=w, b=b: F.linear(x, w, b), None, False),
-            ("small_k.linear_geglu_persistent", lambda x=x, w=w, b=b: linear_geglu_persistent(x, w, b),
-             getattr(small_k, "_geglu_persistent_kernel", None), True),
-            ("small_k.linear_geglu_tma (packed)", lambda x=x, packed=packed: linear_geglu_tma(x, packed),
-             getattr(small_k, "_geglu_tma_kernel", None), True),
-            ("small_k.linear_geglu_tma_split (weight as it is)",
-             lambda x=x, w=w, b=b: small_k.linear_geglu_tma_split(x, w, b),
-             getattr(small_k, "_geglu_tma_split_kernel", None), True),
-            ("small_k.linear_geglu_tma_paired (weight as [2, I, K])",
+            ("small_k.linear_geglu_tma_paired",
              lambda x=x, w=w, b=b: small_k.linear_geglu_tma_paired(x, w, b),
              getattr(small_k, "_geglu_tma_paired_kernel", None), True),
         )  # fmt: skip
-        if k > small_k.MAX_K:  # only the paired kernel takes a larger K; the others would time torch
-            variants = tuple(v for v in variants if not v[0].startswith("small_k.") or "paired" in v[0])
         run(f"[{rows}, {k}] x [{k}, {2 * inner}] GEGLU", variants, 2 * rows * k * 2 * inner, exact)
-        del exact, x, w, b, packed
+        del exact, x, w, b
 
     for rows, k, n, has_bias in LINEAR_SHAPES:
         rows = rows if cuda else CPU_ROWS
@@ -143,18 +128,6 @@ def main() -> None:
         )  # fmt: skip
         label = f"[{rows}, {k}] x [{k}, {n}]" + (" + bias" if has_bias else "")
         run(label, variants, 2 * rows * k * n, exact)
-        if n == k:  # in place into a residual, no bias (the output projections' addmm_)
-            r = torch.randn(rows, n, device=dev).to(dtype)
-            exact_r = r.float() + x.float() @ w.float().T
-            # each variant's error from its first call on a fresh copy; the timed calls keep adding
-            r1, r2 = r.clone(), r.clone()
-            variants = (
-                ("residual.addmm_ (cuBLAS)", lambda x=x, w=w, r=r1: r.addmm_(x, w.t()), None, True),
-                ("small_k.linear_tma(residual=)", lambda x=x, w=w, r=r2: small_k.linear_tma(x, w, residual=r),
-                 getattr(small_k, "_linear_tma_kernel", None), True),
-            )  # fmt: skip
-            run(f"[{rows}, {k}] x [{k}, {n}] + residual", variants, 2 * rows * k * n, exact_r)
-            del r, r1, r2, exact_r
         del exact, x, w, b
 
     if chosen:

@@ -170,7 +170,7 @@ if triton is not None:
     @triton.autotune(
         configs=[
             triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-            # the configurations chosen on an H100 (bench/geglu_bench.py) and a smaller one; each
+            # the configurations chosen on an H100 (bench/small_k_bench.py) and a smaller one; each
             # candidate adds to the first call's tuning time. BLOCK_N columns of each half: the
             # product is BLOCK_M x 2 BLOCK_N
             for m, n, k, w, s in (
