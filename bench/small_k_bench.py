@@ -3,7 +3,8 @@ cuBLAS and the fused GEGLU kernel against the persistent Triton kernels of ``amg
 
 Shapes (16 frames, 32x32 latent, guidance): the feed-forward input projection with its GEGLU,
 ``[rows, K] x [K, 8K]`` for ``[32768, 320]``, ``[8192, 640]``, ``[2048, 1280]`` and ``[512, 1280]``
-(``fused.linear_geglu``, cuBLAS + ``fused.geglu``, cuBLAS alone, ``small_k.linear_geglu_tma_paired``),
+(``fused``'s one-tile kernel, cuBLAS + ``fused.geglu``, cuBLAS alone, and
+``small_k.linear_geglu_tma_paired``, which ``fused.linear_geglu`` uses on Hopper GPUs),
 and plain projections ``[32768, 320] x [320, 320] + bias``, ``[32768, 320] x [320, 960]`` (fused q, k,
 v; no bias) and ``[8192, 640] x [640, 640] + bias`` (cuBLAS ``F.linear``, ``small_k.linear_tma``).
 
@@ -104,7 +105,9 @@ def main() -> None:
         exact = p[:, :inner] * F.gelu(p[:, inner:])
         del p
         variants = (
-            ("fused.linear_geglu", lambda x=x, w=w, b=b: fused.linear_geglu(x, w, b),
+            # the one-tile kernel runs only on a GPU; the baseline row is the torch version elsewhere
+            ("fused one-tile GEGLU kernel",
+             lambda x=x, w=w, b=b: (fused._linear_geglu_one_tile if cuda else fused.linear_geglu)(x, w, b),
              getattr(fused, "_linear_geglu_kernel", None), True),
             ("F.linear + fused.geglu", lambda x=x, w=w, b=b: fused.geglu(F.linear(x, w, b)), None, True),
             ("F.linear alone (cuBLAS, no gating)", lambda x=x, w=w, b=b: F.linear(x, w, b), None, False),

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from amg_model.model import small_k
+
 try:
     import triton
     import triton.language as tl
@@ -244,6 +246,13 @@ def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     )
     if not (fits and _use_triton(x, weight, bias)):
         return geglu(torch.nn.functional.linear(x, weight, bias))
+    persistent = small_k.linear_geglu(x, weight, bias)  # TMA loads, Hopper: faster where it runs
+    return persistent if persistent is not None else _linear_geglu_one_tile(x, weight, bias)
+
+
+def _linear_geglu_one_tile(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    # one program per output tile, pointer loads: GPUs without tensor descriptors, and large K
+    k = x.shape[-1]
     inner = weight.shape[0] // 2
     x2 = x.reshape(-1, k).contiguous()
     m = x2.shape[0]

@@ -13,10 +13,11 @@ loads while the current tile finishes.
 * :func:`linear_tma`: ``x @ W^T + b`` for ``N <= 640``.
 * :func:`linear_geglu_tma_paired`: a GEGLU projection ``geglu(x @ W^T + b)`` read through a
   ``[2, I, K]`` view of the weight as it is (one load and one product per step over the hidden and
-  gate columns): 1.2x faster than :func:`~amg_model.model.fused.linear_geglu` on an H100 at ``K``
-  320 and 640 (``bench/small_k_bench.py``); the UNet does not use it yet. (A persistent variant
-  with pointer loads, a packed copy of the weight and two products per step were measured too, see
-  ``bench/RESULTS.md``: none beat it.)
+  gate columns): 1.2x faster than the one-tile-per-program GEGLU kernel of
+  :mod:`~amg_model.model.fused` on an H100 at ``K`` 320, 640 and 1280 (``bench/small_k_bench.py``).
+  :func:`~amg_model.model.fused.linear_geglu` hands it the product through :func:`linear_geglu`.
+  (A persistent variant with pointer loads, a packed copy of the weight and two products per step
+  were measured too, see ``bench/RESULTS.md``: none beat it.)
 
 Each equals its torch definition with fp32 accumulation; where its kernel does not run (CPU,
 ``torch.compile`` tracing, other dtypes or shapes, GPUs before Hopper) the torch version runs.
@@ -38,6 +39,7 @@ except ImportError:  # CPU-only installs: the torch versions below are used
 
 MAX_K = 640  # of :func:`linear_tma`
 MAX_N = 640  # of :func:`linear_tma`
+GEGLU_MAX_K = 1280  # of :func:`linear_geglu`: the UNet's largest, where the kernel still won
 
 
 def _use_triton(*tensors: torch.Tensor) -> bool:
@@ -282,3 +284,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     if bias is not None and k <= 320 and n <= 320 and x.numel() >= 8192 * k:
         return linear_tma(x, weight, bias)
     return F.linear(x, weight, bias)
+
+
+def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """:func:`linear_geglu_tma_paired` where it beat :mod:`~amg_model.model.fused`'s
+    one-tile-per-program GEGLU kernel on an H100 (1.2x at ``K`` 320, 640 and 1280,
+    ``bench/small_k_bench.py``); None where it does not run, for the caller's kernel."""
+    if bias is None or not _fits(x, weight, bias, GEGLU_MAX_K) or not _tma_ok(x):
+        return None
+    return linear_geglu_tma_paired(x, weight, bias)

@@ -1,5 +1,6 @@
 """The fast execution modes compute the same function as the plain diffusers forward."""
 
+import contextlib
 import copy
 
 import pytest
@@ -64,6 +65,23 @@ def test_channels_last_forward_equals_diffusers(unet):
         assert (out - ref).norm() < 1e-5 * ref.norm(), (frames, size)
 
 
+@contextlib.contextmanager
+def _batches_into(conv: torch.nn.Conv2d):
+    """The batch sizes ``conv`` computes while the block runs (the channels-last forward calls its
+    ``_conv_forward`` directly, without the module's hooks)."""
+    batches, inner = [], conv._conv_forward
+
+    def counted(x, weight, bias):
+        batches.append(x.shape[0])
+        return inner(x, weight, bias)
+
+    conv._conv_forward = counted
+    try:
+        yield batches
+    finally:
+        del conv._conv_forward
+
+
 @pytest.mark.parametrize("attention_levels", [(True, False), (False, True)])
 @pytest.mark.parametrize("fused_norms", [True, False])
 def test_input_copies_share_the_layers_before_the_cross_attention(attention_levels, fused_norms):
@@ -80,12 +98,10 @@ def test_input_copies_share_the_layers_before_the_cross_attention(attention_leve
     x = torch.randn(2, 8, 3, 8, 12, generator=g)  # two different videos, each under two texts
     sample, t = torch.cat([x, x]), torch.tensor([40, 900, 40, 900])
     ctx = torch.randn(4, 7, unet_context_dim(), generator=g)
-    conv_in_batch = []
-    hook = model.conv_in.register_forward_hook(lambda m, i, o: conv_in_batch.append(i[0].shape[0]))
-    with torch.no_grad():
+    with torch.no_grad(), _batches_into(model.conv_in) as conv_in_batch:
         ref = unet_forward(model, sample, t, ctx, fused_norms=fused_norms)
         out = unet_forward(model, sample, t, ctx, fused_norms=fused_norms, input_copies=2)
-        hook.remove()
+    with torch.no_grad():
         whole = model(sample, t, encoder_hidden_states=ctx).sample
     assert conv_in_batch == [4 * 3, 2 * 3]
     assert out.shape == ref.shape == (4, 4, 3, 8, 12)
@@ -197,10 +213,8 @@ def test_guidance_runs_the_shared_layers_of_a_channels_last_fast_unet_once(unet)
     model = FastUNet(copy.deepcopy(unet), dtype=torch.float32, mode="eager", channels_last=True)
     x, _, ctx = _inputs()
     avatar, xt = x[:1, 4:], x[:1, :4]
-    batches = []
-    hook = model.unet.conv_in.register_forward_hook(lambda m, i, o: batches.append(i[0].shape[0]))
-    guided = guided_eps(model, xt, avatar, 500, ctx[:1], ctx[1:], 3.0)
-    hook.remove()
+    with _batches_into(model.unet.conv_in) as batches:
+        guided = guided_eps(model, xt, avatar, 500, ctx[:1], ctx[1:], 3.0)
     assert batches == [5]  # one video of 5 frames, not the two copies guidance batches
     e_c = model(torch.cat([xt, avatar], 1), torch.tensor([500]), ctx[:1])
     e_u = model(torch.cat([xt, avatar], 1), torch.tensor([500]), ctx[1:])

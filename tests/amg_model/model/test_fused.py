@@ -258,14 +258,16 @@ def test_linear_geglu_kernel_under_the_interpreter():
 @pytest.mark.parametrize(
     "m, k, inner", [(32768, 320, 1280), (8192, 640, 2560), (2048, 1280, 5120), (77, 320, 40)]
 )
-def test_linear_geglu_on_cuda_matches_torch(m, k, inner):
+@pytest.mark.parametrize("kernel", ["linear_geglu", "_linear_geglu_one_tile"])
+def test_linear_geglu_on_cuda_matches_torch(m, k, inner, kernel):
+    # linear_geglu takes small_k's persistent kernel on Hopper; the one-tile kernel serves other GPUs
     torch.manual_seed(0)
     x = torch.randn(m, k, device="cuda").half()
     w = (torch.randn(2 * inner, k, device="cuda") / k**0.5).half()
     b = torch.randn(2 * inner, device="cuda").half()
     p = x.float() @ w.float().T + b.float()
     ref = p[:, :inner] * torch.nn.functional.gelu(p[:, inner:])
-    out = fused.linear_geglu(x, w, b).float()
+    out = getattr(fused, kernel)(x, w, b).float()
     assert ((out - ref).abs() / (1 + ref.abs())).max() < 1e-2
 
 
