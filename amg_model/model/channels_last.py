@@ -48,6 +48,7 @@ from amg_model.model.fused import (
     linear_geglu,
 )
 from amg_model.model.short_attention import short_attention, short_attention_applies
+from amg_model.model.tap_conv import conv3x3, tap_conv_applies, temporal_conv3
 
 
 def fuse_projections(unet: torch.nn.Module) -> int:
@@ -120,14 +121,11 @@ def group_norm(
 
 
 def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
-    """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy),
-    without its bias (the caller adds it in a pass it already makes)."""
-    n, c, h, w = x.shape
-    x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
+    """The same (3, 1, 1) convolution on the channels-last frames (the tap kernel, or one Conv3d
+    call on the channels-last-3d view), without its bias (the caller adds it in a pass it already
+    makes)."""
     weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
-    y = F.conv3d(x5, weight, None, padding=(1, 0, 0))
-    y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
-    return y.reshape(n, -1, h, w)
+    return temporal_conv3(x, weight, frames)
 
 
 def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -145,8 +143,24 @@ def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) ->
 
 
 def _conv_without_bias(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` without its bias, which the caller adds in a later pass it already makes."""
+    """``conv(x)`` without its bias, which the caller adds in a later pass it already makes (a 3x3
+    convolution of stride 1 and zero padding 1 through the tap kernel where it runs)."""
+    if _plain_3x3(conv) and tap_conv_applies(x, conv.weight):
+        return conv3x3(x, conv.weight)
     return conv._conv_forward(x, conv.weight, None)
+
+
+def _plain_3x3(conv: torch.nn.Conv2d) -> bool:
+    """A 3x3 convolution of stride 1 and zero padding 1 (what :func:`~amg_model.model.tap_conv.conv3x3`
+    computes)."""
+    return (
+        conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
 
 
 def _sum_of_biases(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -343,7 +357,10 @@ def _upsample(up: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
     else:
         x = F.interpolate(x, size=size, mode="nearest")
-    return up.conv(x)
+    conv = up.conv
+    if _plain_3x3(conv) and tap_conv_applies(x, conv.weight, conv.bias):
+        return conv3x3(x, conv.weight, conv.bias)
+    return conv(x)
 
 
 def _layers(block: torch.nn.Module) -> zip:

@@ -1,0 +1,132 @@
+"""The tap-convolution kernel (``amg_model.model.tap_conv``) equals torch's convolutions: its torch
+fallbacks, the Triton kernel under Triton's CPU interpreter, and on CUDA at the UNet's shapes."""
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from triton_interpreter import run_interpreted
+
+from amg_model.model import tap_conv
+
+
+def _temporal_reference(x, weight, frames):
+    n, c, h, w = x.shape
+    x5 = x.float().view(n // frames, frames, c, h, w).transpose(1, 2)
+    y = F.conv3d(x5, weight.float(), padding=(1, 0, 0))  # [B, Cout, F, H, W]
+    return y.transpose(1, 2).reshape(n, -1, h, w)
+
+
+def test_torch_versions_are_the_convolutions():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 16, 5, 7, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(8, 16, 3, 3, generator=g)
+    b = torch.randn(8, generator=g)
+    torch.testing.assert_close(tap_conv.conv3x3(x, w, b), F.conv2d(x, w, b, padding=1))
+    wt = torch.randn(8, 16, 3, 1, 1, generator=g)
+    out = tap_conv.temporal_conv3(x, wt, frames=3)
+    torch.testing.assert_close(out, _temporal_reference(x, wt, 3))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+_INTERPRETED = textwrap.dedent(
+    """
+    import torch
+    import torch.nn.functional as F
+    import triton
+    from amg_model.model import small_k, tap_conv
+    small_k._use_triton = lambda *tensors: True  # run the kernel (interpreted) on CPU tensors
+    tap_conv.BLOCK_M = 32  # tiles of 32 positions: several per frame, boxes overhanging the edges
+    launches = []
+    tap = tap_conv._tap_conv
+    tap_conv._tap_conv = lambda *a, **k: launches.append(1) or tap(*a, **k)
+    def worse(a, b):  # the larger error; a NaN is kept (max() would drop it)
+        return b if b != b or b > a else a
+    def rel(out, ref):
+        return ((out.float() - ref).abs() / (1 + ref.abs())).max().item()
+    fixed = triton.Config(dict(BLOCK_N=16, BLOCK_K=64, PER_SM=2), num_warps=4, num_stages=2,
+                          pre_hook=tap_conv._tap_conv_blocks)
+    torch.manual_seed(0)
+    worst = 0.0
+    cl = torch.channels_last
+    # frames x channels x height x width -> output channels; heights and widths not powers of two
+    # (the last: 8 frames per tile, the second tile overhanging the 10 frames)
+    cases = [(3, 64, 4, 8, 24, True), (2, 128, 5, 3, 16, False), (1, 64, 8, 8, 40, True)]
+    cases.append((10, 64, 2, 2, 16, False))
+    for n, c, h, w, cout, bias in cases:
+        x = torch.randn(n, c, h, w).half().contiguous(memory_format=cl)
+        wt = (torch.randn(cout, c, 3, 3) / (9 * c) ** 0.5).half().contiguous(memory_format=cl)
+        b = torch.randn(cout).half() if bias else None
+        out = tap_conv.conv3x3(x, wt, b, config=fixed)
+        ref = F.conv2d(x.float(), wt.float(), None if b is None else b.float(), padding=1)
+        assert out.shape == ref.shape and out.is_contiguous(memory_format=cl)
+        worst = worse(worst, rel(out, ref))
+    for b, f, c, h, w, cout in [(2, 5, 64, 4, 4, 24), (1, 16, 64, 2, 3, 16)]:
+        x = torch.randn(b * f, c, h, w).half().contiguous(memory_format=cl)
+        wt = (torch.randn(cout, c, 3, 1, 1) / (3 * c) ** 0.5).half()
+        wt = wt.contiguous(memory_format=torch.channels_last_3d)
+        out = tap_conv.temporal_conv3(x, wt, f, config=fixed)
+        x5 = x.float().view(b, f, c, h, w).transpose(1, 2)
+        ref = F.conv3d(x5, wt.float(), padding=(1, 0, 0)).transpose(1, 2).reshape(b * f, cout, h, w)
+        assert out.shape == ref.shape and out.is_contiguous(memory_format=cl)
+        worst = worse(worst, rel(out, ref))
+    print(len(launches))
+    print(worst)
+    """
+)
+
+
+def _release(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_tap_kernel_under_the_interpreter():
+    """The Triton kernel (Triton's CPU interpreter, fp16): 3x3 and 3x1x1 convolutions with their
+    zero padding from the tensor descriptors' out-of-bounds fill."""
+    triton = pytest.importorskip("triton")
+    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
+        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
+    launches, worst = run_interpreted(_INTERPRETED)[-2:]
+    assert int(launches) == 6  # every case ran the kernel, none fell back to torch
+    assert float(worst) < 2e-3  # NaN fails too
+
+
+_CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available() or tap_conv.triton is None, reason="needs CUDA and Triton"
+)
+
+
+def _rel_err(out, ref):
+    return ((out.float() - ref).abs() / (1 + ref.abs())).max().item()
+
+
+@_CUDA
+@pytest.mark.parametrize(
+    "n, c, h, w, cout, bias",
+    [(32, 320, 32, 32, 320, False), (32, 640, 16, 16, 640, False), (32, 1280, 8, 8, 1280, True),
+     (32, 2560, 4, 4, 1280, False), (32, 960, 32, 32, 320, False)],
+)  # fmt: skip
+def test_conv3x3_on_cuda_at_the_unet_shapes(n, c, h, w, cout, bias):
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    wt = (torch.randn(cout, c, 3, 3, device="cuda") / (9 * c) ** 0.5).half()
+    wt = wt.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(cout, device="cuda").half() if bias else None
+    out = tap_conv.conv3x3(x, wt, b)
+    ref = F.conv2d(x.float(), wt.float(), None if b is None else b.float(), padding=1)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert _rel_err(out, ref) < 1e-2
+
+
+@_CUDA
+@pytest.mark.parametrize("b, f, c, h, w", [(2, 16, 320, 32, 32), (2, 16, 640, 16, 16), (2, 16, 1280, 4, 4)])
+def test_temporal_conv3_on_cuda_at_the_unet_shapes(b, f, c, h, w):
+    torch.manual_seed(0)
+    x = torch.randn(b * f, c, h, w, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    wt = (torch.randn(c, c, 3, 1, 1, device="cuda") / (3 * c) ** 0.5).half()
+    wt = wt.contiguous(memory_format=torch.channels_last_3d)
+    out = tap_conv.temporal_conv3(x, wt, f)
+    assert _rel_err(out, _temporal_reference(x, wt, f)) < 1e-2
