@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from amg_model.model import small_k
 from amg_model.model.attention import Attention, sdpa_attention
 from amg_model.model.fused import (
+    ChannelSums,
     add_bias_residual_,
     add_layer_norm,
     add_swapped,
@@ -48,7 +49,7 @@ from amg_model.model.fused import (
     linear_geglu,
 )
 from amg_model.model.short_attention import short_attention, short_attention_applies
-from amg_model.model.tap_conv import conv3x3, tap_conv_applies, temporal_conv3
+from amg_model.model.tap_conv import conv3x3, conv3x3_and_sums, tap_conv_applies, temporal_conv3_and_sums
 
 
 def fuse_projections(unet: torch.nn.Module) -> int:
@@ -106,38 +107,47 @@ def group_norm(
     frames: int = 1,
     silu: bool = False,
     offset: torch.Tensor | None = None,
+    sums: ChannelSums | None = None,
 ) -> torch.Tensor:
     """GroupNorm (optionally followed by SiLU) of a channels-last ``[B*F, C, H, W]`` tensor.
 
     With ``frames > 1`` the statistics span the ``frames`` consecutive images of each video, as the
     temporal layers' GroupNorm over ``[B, C, F, H, W]``. Statistics are accumulated in float32.
     ``offset [B*F / frames, C]`` is added to ``x`` first (without materialising the sum); an offset
-    with fewer rows is shared by consecutive videos (:func:`~amg_model.model.fused.group_norm_tokens`).
+    with fewer rows is shared by consecutive videos (:func:`~amg_model.model.fused.group_norm_tokens`);
+    ``sums``: ``x``'s channel sums per video from the convolution that wrote it.
     """
     n, c, h, w = x.shape
     t = _tokens(x).reshape(n // frames, frames * h * w, c)
-    y = group_norm_tokens(t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu, offset=offset)
+    y = group_norm_tokens(
+        t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu, offset=offset, sums=sums
+    )
     return _image(y.view(n, h * w, c), h, w)
 
 
-def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
+def _temporal_conv3d(
+    x: torch.Tensor, conv: torch.nn.Conv3d, frames: int, sums: bool
+) -> tuple[torch.Tensor, ChannelSums | None]:
     """The same (3, 1, 1) convolution on the channels-last frames (the tap kernel, or one Conv3d
     call on the channels-last-3d view), without its bias (the caller adds it in a pass it already
-    makes)."""
+    makes); with ``sums``, the output's channel sums per video where the tap kernel ran."""
     weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
-    return temporal_conv3(x, weight, frames)
+    return temporal_conv3_and_sums(x, weight, frames, sums=sums)
 
 
 def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
     """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual.
 
     The convolutions' biases are added inside the next GroupNorm (its ``offset``) or, for the last,
-    with the residual: a convolution adds its bias in a separate pass over the output.
+    with the residual: a convolution adds its bias in a separate pass over the output. Each of the
+    first three convolutions hands the next GroupNorm its output's channel sums.
     """
-    h, bias = x, None
-    for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
+    h, bias, sums = x, None, None
+    blocks = (layer.conv1, layer.conv2, layer.conv3, layer.conv4)
+    for i, block in enumerate(blocks):
         offset = None if bias is None else bias[None]  # one row for all videos
-        h = _temporal_conv3d(group_norm(h, block[0], frames, silu=True, offset=offset), block[-1], frames)
+        h = group_norm(h, block[0], frames, silu=True, offset=offset, sums=sums)
+        h, sums = _temporal_conv3d(h, block[-1], frames, sums=i < len(blocks) - 1)
         bias = block[-1].bias  # added by the next stage's GroupNorm, or with the residual after the last
     return add_bias_residual_(h, x, bias)
 
@@ -175,11 +185,17 @@ def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tenso
     ``temb_silu`` is ``silu(time embedding)``, ``[B, D]``, one row per video (the same for every
     block); its projection is added to all frames of that video (``x`` holds ``B * F`` frames).
     """
-    h = _conv_without_bias(block.conv1, group_norm(x, block.norm1, silu=True))
+    h = group_norm(x, block.norm1, silu=True)
+    sums = None  # conv1's output's channel sums per frame, for norm2, where the tap kernel gives them
+    if _plain_3x3(block.conv1) and tap_conv_applies(h, block.conv1.weight):
+        h, sums = conv3x3_and_sums(h, block.conv1.weight)
+    else:
+        h = _conv_without_bias(block.conv1, h)
     proj = block.time_emb_proj
     offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
     t = F.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
-    h = _conv_without_bias(block.conv2, group_norm(h, block.norm2, silu=True, offset=t))  # norm2(h + t)
+    h = group_norm(h, block.norm2, silu=True, offset=t, sums=sums)  # norm2(h + t)
+    h = _conv_without_bias(block.conv2, h)
     out_bias = block.conv2.bias
     if block.conv_shortcut is not None:
         shortcut = _conv_without_bias(block.conv_shortcut, x)

@@ -17,6 +17,8 @@ video); for temporal layers ``S = F * P`` (frames x pixels).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from amg_model.model import small_k
@@ -280,6 +282,15 @@ def geglu(proj: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class ChannelSums(NamedTuple):
+    """Per-channel sums and sums of squares of a tensor's rows in chunks, ``[B, chunks, C]`` float32
+    each (``B`` the GroupNorm's videos): what a kernel that wrote the tensor can hand to
+    :func:`group_norm_tokens` so that it does not read the tensor for its statistics."""
+
+    sums: torch.Tensor
+    squares: torch.Tensor
+
+
 def _blocks(c: int) -> int:
     return min(128, triton.next_power_of_2(c))
 
@@ -293,6 +304,7 @@ def group_norm_tokens(
     silu: bool = False,
     swap_frames: int = 0,
     offset: torch.Tensor | None = None,
+    sums: ChannelSums | None = None,
 ) -> torch.Tensor:
     """GroupNorm of token arrays ``x [B, S, C]``: statistics per video and group of channels.
 
@@ -303,6 +315,8 @@ def group_norm_tokens(
         silu: apply SiLU after the affine step.
         swap_frames: if ``F > 0``, the rows are ``[F, P]`` (frames x pixels) and the result comes as
             ``[B, P*F, C]`` rows ordered ``[P, F]`` (the temporal transformers' order), in the same pass.
+        sums: ``x``'s channel sums from the kernel that wrote it (used where the Triton kernels run);
+            None: a first pass over ``x`` computes them.
 
     Returns:
         ``[B, S, C]`` in ``x``'s dtype (statistics in float32).
@@ -321,13 +335,18 @@ def group_norm_tokens(
         return _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames, offset)
     x = x.contiguous()
     block_c = _blocks(c)
-    rows_per_chunk = 64
-    chunks = triton.cdiv(s, rows_per_chunk)
-    sums = torch.empty(b, chunks, c, device=x.device, dtype=torch.float32)
-    sqs = torch.empty_like(sums)
-    _channel_sums_kernel[(b, chunks, triton.cdiv(c, block_c))](
-        x, sums, sqs, s, chunks, c, ROWS_PER_CHUNK=rows_per_chunk, BLOCK_R=64, BLOCK_C=block_c
-    )
+    if sums is None:
+        chunks = triton.cdiv(s, 64)  # of 64 rows
+        sums = ChannelSums(*torch.empty(2, b, chunks, c, device=x.device, dtype=torch.float32))
+        _channel_sums_kernel[(b, chunks, triton.cdiv(c, block_c))](
+            x, sums.sums, sums.squares, s, chunks, c, ROWS_PER_CHUNK=64, BLOCK_R=64, BLOCK_C=block_c
+        )
+    elif sums.sums.shape[0] != b or sums.sums.shape[2] != c or sums.squares.shape != sums.sums.shape:
+        raise ValueError(
+            f"channel sums of shape {tuple(sums.sums.shape)} do not fit {b} videos of {c} channels"
+        )
+    chunks = sums.sums.shape[1]
+    sums, sqs = sums.sums.contiguous(), sums.squares.contiguous()
     # one kernel for the statistics and the affine step (as torch ops these are about 20 tiny
     # kernels per GroupNorm, a tenth of the UNet's GPU time)
     scale = torch.empty(b, c, device=x.device, dtype=torch.float32)

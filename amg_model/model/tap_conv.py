@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from amg_model.model import small_k
+from amg_model.model.fused import ChannelSums
 
 try:
     import triton
@@ -62,11 +63,12 @@ if triton is not None:
         ]  # fmt: skip
 
     @triton.autotune(
-        configs=_tap_conv_configs(), key=["N0", "D1", "D2", "CIN", "COUT", "T1", "T2", "HAS_BIAS"]
+        configs=_tap_conv_configs(), key=["N0", "D1", "D2", "CIN", "COUT", "T1", "T2", "HAS_BIAS", "SUMS"]
     )
     @triton.jit
     def _tap_conv_kernel(
-        x_desc, w_desc, b_ptr, out_desc, N0, COUT, HAS_BIAS: tl.constexpr,
+        x_desc, w_desc, b_ptr, out_desc, sum_ptr, sq_ptr, N0, COUT,
+        HAS_BIAS: tl.constexpr, SUMS: tl.constexpr,
         D1: tl.constexpr, D2: tl.constexpr, CIN: tl.constexpr, T1: tl.constexpr, T2: tl.constexpr,
         BF: tl.constexpr, B1: tl.constexpr, B2: tl.constexpr,
         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PER_SM: tl.constexpr,
@@ -94,6 +96,17 @@ if triton is not None:
             if HAS_BIAS:
                 rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
                 acc += tl.load(b_ptr + rn, mask=rn < COUT, other=0.0).to(tl.float32)[:, None]
+            if SUMS:  # per output channel and first index (frame or video): sums over the tile
+                pos = tl.arange(0, BF * B1 * B2)
+                inside = (f0 + pos // (B1 * B2) < N0) & (y0 + (pos // B2) % B1 < D1) & (x0 + pos % B2 < D2)
+                v = tl.reshape(tl.where(inside[None, :], acc, 0.0), (BLOCK_N, BF, B1 * B2))
+                rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
+                fi = f0 + tl.arange(0, BF)
+                # [N0, chunks, COUT], a chunk per tile position within the first index
+                offs = (fi[None, :] * (tiles_1 * tiles_2) + pm % (tiles_1 * tiles_2)) * COUT + rn[:, None]
+                mask = (rn < COUT)[:, None] & (fi < N0)[None, :]
+                tl.store(sum_ptr + offs, tl.sum(v, axis=2), mask=mask)
+                tl.store(sq_ptr + offs, tl.sum(v * v, axis=2), mask=mask)
             out = tl.reshape(acc.T.to(out_desc.dtype), (BF, B1, B2, BLOCK_N))
             out_desc.store([f0, y0, x0, pn * BLOCK_N], out)
 
@@ -119,20 +132,24 @@ def _tap_conv(
     bias: torch.Tensor | None,
     taps: tuple[int, int],
     config: triton.Config | None,
-) -> torch.Tensor | None:
+    sums: bool = False,
+) -> tuple[torch.Tensor, ChannelSums | None] | None:
     """``[N, D1, D2, C]`` (contiguous) and ``[Cout, T1 * T2 * C]`` (+ ``bias [Cout]``) ->
-    ``[N, D1, D2, Cout]``, or None where tensor descriptors cannot take the operands."""
+    ``[N, D1, D2, Cout]`` and, with ``sums``, its channel sums per ``N`` index in chunks; None where
+    tensor descriptors cannot take the operands."""
     n0, d1, d2, c = x4.shape
     cout = w2.shape[0]
     out = x4.new_empty(n0, d1, d2, cout)
     if not small_k._tma_ok(x4.view(-1, c), w2, out.view(-1, cout)):
         return None
     bf, b1, b2 = _box(n0, d1, d2)
+    chunks = triton.cdiv(d1, b1) * triton.cdiv(d2, b2) if sums else 1
+    channel_sums = ChannelSums(*torch.empty(2, n0, chunks, cout, device=x4.device, dtype=torch.float32))
     # block shapes are placeholders until the configuration's pre_hook sets them
     args = dict(
         x_desc=TensorDescriptor.from_tensor(x4, [1, 1, 1, 16]),
         w_desc=TensorDescriptor.from_tensor(w2, [16, 16]), b_ptr=w2 if bias is None else bias.contiguous(),
-        HAS_BIAS=bias is not None,
+        HAS_BIAS=bias is not None, sum_ptr=channel_sums.sums, sq_ptr=channel_sums.squares, SUMS=sums,
         out_desc=TensorDescriptor.from_tensor(out, [1, 1, 1, 16]), N0=n0, COUT=cout, D1=d1, D2=d2, CIN=c,
         T1=taps[0], T2=taps[1], BF=bf, B1=b1, B2=b2,
     )  # fmt: skip
@@ -143,7 +160,7 @@ def _tap_conv(
         return (max(1, min(tiles * triton.cdiv(cout, meta["BLOCK_N"]), meta["PER_SM"] * sms)),)
 
     small_k._launch(_tap_conv_kernel, grid, args, config, _tap_conv_blocks)
-    return out
+    return out, (channel_sums if sums else None)
 
 
 def conv3x3(
@@ -159,10 +176,22 @@ def conv3x3(
         n, c, h, w = x.shape
         x4 = x.permute(0, 2, 3, 1)  # [N, H, W, C], no copy when x is channels-last
         w2 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], 9 * c)
-        out = _tap_conv(x4.contiguous(), w2.contiguous(), bias, (3, 3), config)
-        if out is not None:
-            return out.permute(0, 3, 1, 2)
+        done = _tap_conv(x4.contiguous(), w2.contiguous(), bias, (3, 3), config)
+        if done is not None:
+            return done[0].permute(0, 3, 1, 2)
     return F.conv2d(x, weight, bias, padding=1)
+
+
+def conv3x3_and_sums(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`conv3x3` without bias, and the output's channel sums per frame (``[N, chunks, Cout]``,
+    for the GroupNorm that follows) from the kernel's tiles; None where the kernel does not run."""
+    if tap_conv_applies(x, weight) and weight.shape[2:] == (3, 3):
+        n, c, h, w = x.shape
+        w2 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], 9 * c)
+        done = _tap_conv(x.permute(0, 2, 3, 1).contiguous(), w2.contiguous(), None, (3, 3), None, sums=True)
+        if done is not None:
+            return done[0].permute(0, 3, 1, 2), done[1]
+    return F.conv2d(x, weight, None, padding=1), None
 
 
 def temporal_conv3(
@@ -171,15 +200,28 @@ def temporal_conv3(
     """The ``(3, 1, 1)`` convolution over frames (zero padding 1, no bias) of channels-last frames
     ``x [B * frames, C, H, W]`` with ``weight [Cout, C, 3, 1, 1]``, as ``[B * frames, Cout, H, W]``
     channels-last. The tap kernel on a Hopper GPU (fp16/bf16, ``C`` a multiple of 64), else torch."""
+    return temporal_conv3_and_sums(x, weight, frames, config, sums=False)[0]
+
+
+def temporal_conv3_and_sums(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    frames: int,
+    config: triton.Config | None = None,
+    sums: bool = True,
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`temporal_conv3`, and (with ``sums``) the output's channel sums per video
+    (``[B, chunks, Cout]``, for the GroupNorm that follows) from the kernel's tiles; None where the
+    kernel does not run."""
     n, c, h, w = x.shape
     cout = weight.shape[0]
     if tap_conv_applies(x, weight) and weight.shape[2:] == (3, 1, 1):
         x4 = x.permute(0, 2, 3, 1).reshape(n // frames, frames, h * w, c)
         w2 = weight.permute(0, 2, 3, 4, 1).reshape(cout, 3 * c)
-        out = _tap_conv(x4.contiguous(), w2.contiguous(), None, (3, 1), config)
-        if out is not None:
-            return out.view(n, h, w, cout).permute(0, 3, 1, 2)
+        done = _tap_conv(x4.contiguous(), w2.contiguous(), None, (3, 1), config, sums=sums)
+        if done is not None:
+            return done[0].view(n, h, w, cout).permute(0, 3, 1, 2), done[1]
     x5 = x.permute(0, 2, 3, 1).reshape(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # NDHWC
     y = F.conv3d(x5, weight, None, padding=(1, 0, 0))  # [B, Cout, F, H, W]
     y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
-    return y.reshape(n, cout, h, w)
+    return y.reshape(n, cout, h, w), None

@@ -72,8 +72,43 @@ _INTERPRETED = textwrap.dedent(
         ref = F.conv3d(x5, wt.float(), padding=(1, 0, 0)).transpose(1, 2).reshape(b * f, cout, h, w)
         assert out.shape == ref.shape and out.is_contiguous(memory_format=cl)
         worst = worse(worst, rel(out, ref))
+    # channel sums from the kernel's tiles: per frame (3x3) and per video (3x1x1), each equal to the
+    # output's own sums, and the GroupNorm taking them equals the one computing them
+    from amg_model.model import fused
+    fused._use_triton = lambda *tensors: True
+    worst_sums = worst_norm = 0.0
+    def once(kernel_call, quantiles):  # autotuning: one call per configuration, the first is chosen
+        kernel_call()
+        return [1.0, 1.0, 1.0]
+    tap_conv._tap_conv_kernel._do_bench = once
+    for n, c, h, w, frames in [(10, 64, 2, 2, 0), (3, 64, 5, 3, 0), (10, 64, 4, 4, 5), (16, 64, 2, 3, 16)]:
+        x = torch.randn(n, c, h, w).half().contiguous(memory_format=cl)
+        if frames:
+            wt = (torch.randn(24, c, 3, 1, 1) / (3 * c) ** 0.5).half()
+            wt = wt.contiguous(memory_format=torch.channels_last_3d)
+            out, sums = tap_conv.temporal_conv3_and_sums(x, wt, frames)
+        else:
+            wt = (torch.randn(24, c, 3, 3) / (9 * c) ** 0.5).half().contiguous(memory_format=cl)
+            out, sums = tap_conv.conv3x3_and_sums(x, wt)
+        videos = n // (frames or 1)
+        tokens = out.permute(0, 2, 3, 1).reshape(videos, -1, 24)  # as the GroupNorm sees it
+        if frames:  # the sums of the float32 convolution
+            x5 = x.float().view(videos, frames, c, h, w).transpose(1, 2)
+            exact = F.conv3d(x5, wt.float(), padding=(1, 0, 0))
+            exact = exact.permute(0, 2, 3, 4, 1).reshape(videos, -1, 24)
+        else:
+            exact = F.conv2d(x.float(), wt.float(), padding=1).permute(0, 2, 3, 1).reshape(videos, -1, 24)
+        ref = exact.sum(1), exact.square().sum(1)
+        got = sums.sums.sum(1), sums.squares.sum(1)
+        assert sums.sums.shape[0] == videos
+        for a, b in zip(got, ref):
+            worst_sums = worse(worst_sums, ((a - b).abs() / (1 + b.abs())).max().item())
+        g_w, g_b = torch.randn(24), torch.randn(24)
+        with_sums = fused.group_norm_tokens(tokens, 4, g_w, g_b, 1e-5, True, 0, None, sums)
+        without = fused.group_norm_tokens(tokens, 4, g_w, g_b, 1e-5, True, 0, None)
+        worst_norm = worse(worst_norm, (with_sums.float() - without.float()).abs().max().item())
     print(len(launches))
-    print(worst)
+    print(worst, worst_sums, worst_norm)
     """
 )
 
@@ -89,9 +124,12 @@ def test_tap_kernel_under_the_interpreter():
     triton = pytest.importorskip("triton")
     if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
         pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
-    launches, worst = run_interpreted(_INTERPRETED)[-2:]
-    assert int(launches) == 6  # every case ran the kernel, none fell back to torch
-    assert float(worst) < 2e-3  # NaN fails too
+    launches, errors = run_interpreted(_INTERPRETED)[-2:]
+    worst, worst_sums, worst_norm = map(float, errors.split())
+    assert int(launches) == 10  # every case ran the kernel, none fell back to torch
+    assert worst < 2e-3  # NaN fails too
+    assert worst_sums < 1e-4
+    assert worst_norm < 1e-2  # fp16 outputs of nearly the same statistics
 
 
 _CUDA = pytest.mark.skipif(
@@ -130,3 +168,26 @@ def test_temporal_conv3_on_cuda_at_the_unet_shapes(b, f, c, h, w):
     wt = wt.contiguous(memory_format=torch.channels_last_3d)
     out = tap_conv.temporal_conv3(x, wt, f)
     assert _rel_err(out, _temporal_reference(x, wt, f)) < 1e-2
+
+
+@_CUDA
+@pytest.mark.parametrize(
+    "n, c, h, w, frames", [(32, 320, 32, 32, 0), (32, 1280, 4, 4, 0), (32, 320, 32, 32, 16)]
+)
+def test_channel_sums_on_cuda_at_the_unet_shapes(n, c, h, w, frames):
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    if frames:
+        wt = (torch.randn(c, c, 3, 1, 1, device="cuda") / (3 * c) ** 0.5).half()
+        wt = wt.contiguous(memory_format=torch.channels_last_3d)
+        out, sums = tap_conv.temporal_conv3_and_sums(x, wt, frames)
+        exact = _temporal_reference(x, wt, frames)
+    else:
+        wt = (torch.randn(c, c, 3, 3, device="cuda") / (9 * c) ** 0.5).half()
+        wt = wt.contiguous(memory_format=torch.channels_last)
+        out, sums = tap_conv.conv3x3_and_sums(x, wt)
+        exact = F.conv2d(x.float(), wt.float(), padding=1)
+    videos = n // (frames or 1)
+    exact = exact.permute(0, 2, 3, 1).reshape(videos, -1, c)
+    for got, ref in ((sums.sums.sum(1), exact.sum(1)), (sums.squares.sum(1), exact.square().sum(1))):
+        assert ((got - ref).abs() / (1 + ref.abs())).max() < 1e-3
