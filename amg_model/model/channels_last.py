@@ -42,6 +42,7 @@ from amg_model.model.attention import Attention, sdpa_attention
 from amg_model.model.fused import (
     ChannelSums,
     add_bias_residual_,
+    add_bias_residual_and_sums_,
     add_layer_norm,
     add_swapped,
     group_norm_tokens,
@@ -135,14 +136,20 @@ def _temporal_conv3d(
     return temporal_conv3_and_sums(x, weight, frames, sums=sums)
 
 
-def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
+def temporal_conv_layer(
+    layer: torch.nn.Module, x: torch.Tensor, frames: int, sums: ChannelSums | None = None
+) -> torch.Tensor:
     """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual.
 
     The convolutions' biases are added inside the next GroupNorm (its ``offset``) or, for the last,
     with the residual: a convolution adds its bias in a separate pass over the output. Each of the
-    first three convolutions hands the next GroupNorm its output's channel sums.
+    first three convolutions hands the next GroupNorm its output's channel sums; ``sums`` are
+    ``x``'s, per frame, from the kernel that wrote it.
     """
-    h, bias, sums = x, None, None
+    if sums is not None:  # per frame -> per video: a video's chunks are its frames' chunks
+        n, chunks, c = sums.sums.shape
+        sums = ChannelSums(*(t.view(n // frames, frames * chunks, c) for t in sums))
+    h, bias = x, None
     blocks = (layer.conv1, layer.conv2, layer.conv3, layer.conv4)
     for i, block in enumerate(blocks):
         offset = None if bias is None else bias[None]  # one row for all videos
@@ -185,6 +192,14 @@ def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tenso
     ``temb_silu`` is ``silu(time embedding)``, ``[B, D]``, one row per video (the same for every
     block); its projection is added to all frames of that video (``x`` holds ``B * F`` frames).
     """
+    return resnet_block_and_sums(block, x, temb_silu)[0]
+
+
+def resnet_block_and_sums(
+    block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tensor
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`resnet_block`, and its output's channel sums per frame where the residual kernel gives
+    them (for the temporal layer's first GroupNorm)."""
     h = group_norm(x, block.norm1, silu=True)
     sums = None  # conv1's output's channel sums per frame, for norm2, where the tap kernel gives them
     if _plain_3x3(block.conv1) and tap_conv_applies(h, block.conv1.weight):
@@ -202,10 +217,9 @@ def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tenso
         out_bias = _sum_of_biases(out_bias, block.conv_shortcut.bias)
     else:
         shortcut = x
-    h = add_bias_residual_(h, shortcut, out_bias)
     if block.output_scale_factor != 1.0:
-        h = h.div_(block.output_scale_factor)
-    return h
+        return add_bias_residual_(h, shortcut, out_bias).div_(block.output_scale_factor), None
+    return add_bias_residual_and_sums_(h, shortcut, out_bias)
 
 
 def _attention(
@@ -453,7 +467,8 @@ def unet_forward(
 
     for block in unet.down_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
+            x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+            x = temporal_conv_layer(temp_conv, x, frames, sums)
             if attn is not None:
                 x = transformers(attn, temp_attn, x)
             skips.append(x)
@@ -463,17 +478,20 @@ def unet_forward(
             skips.append(x)
 
     mid = unet.mid_block
-    x = temporal_conv_layer(mid.temp_convs[0], resnet_block(mid.resnets[0], x, temb_silu), frames)
+    x, sums = resnet_block_and_sums(mid.resnets[0], x, temb_silu)
+    x = temporal_conv_layer(mid.temp_convs[0], x, frames, sums)
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
         x = transformers(attn, temp_attn, x)
-        x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
+        x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+        x = temporal_conv_layer(temp_conv, x, frames, sums)
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = torch.cat([x, skips.pop()], dim=1)
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
+            x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+            x = temporal_conv_layer(temp_conv, x, frames, sums)
             if attn is not None:
                 x = transformers(attn, temp_attn, x)
         if block.upsamplers is not None:

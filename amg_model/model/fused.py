@@ -432,9 +432,11 @@ if triton is not None:
 
     @triton.jit
     def _add_bias_residual_kernel(
-        y_ptr, r_ptr, b_ptr, rows, C, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
+        y_ptr, r_ptr, b_ptr, sum_ptr, sq_ptr, rows, C,
+        SUMS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
     ):  # fmt: skip
-        # y[r, c] += residual[r, c] + bias[c], rows of C channels
+        # y[r, c] += residual[r, c] + bias[c], rows of C channels; with SUMS, the block's channel
+        # sums of the result at [program_id(0), c]
         r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         mask = (r < rows)[:, None] & (cols < C)[None, :]
@@ -443,6 +445,10 @@ if triton is not None:
         y += tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         y += tl.load(b_ptr + cols, mask=cols < C, other=0.0).to(tl.float32)[None, :]
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+        if SUMS:  # (the rows are whole blocks of a frame; masked columns hold zeros and are not stored)
+            out = tl.program_id(0) * C + cols
+            tl.store(sum_ptr + out, tl.sum(y, axis=0), mask=cols < C)
+            tl.store(sq_ptr + out, tl.sum(y * y, axis=0), mask=cols < C)
 
 
 def add_bias_residual_(y: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -452,6 +458,18 @@ def add_bias_residual_(y: torch.Tensor, residual: torch.Tensor, bias: torch.Tens
     A convolution's output without its bias plus the block's residual: cuDNN convolutions add the
     bias in a separate, strided pass.
     """
+    return _add_bias_residual(y, residual, bias, sums=False)[0]
+
+
+def add_bias_residual_and_sums_(
+    y: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`add_bias_residual_`, and the result's channel sums per frame (``[N, chunks, C]``, for a
+    GroupNorm that follows) where the kernel runs and ``H * W`` is a multiple of 16; else None."""
+    return _add_bias_residual(y, residual, bias, sums=True)
+
+
+def _add_bias_residual(y, residual, bias, sums: bool) -> tuple[torch.Tensor, ChannelSums | None]:
     cl = torch.channels_last
     if (
         bias is None
@@ -462,14 +480,19 @@ def add_bias_residual_(y: torch.Tensor, residual: torch.Tensor, bias: torch.Tens
         or not _use_triton(y, residual, bias)
     ):
         y.add_(residual)
-        return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
+        return (y if bias is None else y.add_(bias.view(1, -1, 1, 1))), None
     n, c, h, w = y.shape
     rows = n * h * w
+    block_r = 32 if not sums or (h * w) % 32 == 0 else 16  # with sums: blocks within a frame
+    sums = sums and (h * w) % block_r == 0
+    chunks = h * w // block_r if sums else 1
+    channel_sums = ChannelSums(*torch.empty(2, n, chunks, c, device=y.device, dtype=torch.float32))
     block_c = _blocks(c)
-    _add_bias_residual_kernel[(triton.cdiv(rows, 32), triton.cdiv(c, block_c))](
-        y, residual, bias.contiguous(), rows, c, BLOCK_R=32, BLOCK_C=block_c
-    )
-    return y
+    _add_bias_residual_kernel[(triton.cdiv(rows, block_r), triton.cdiv(c, block_c))](
+        y, residual, bias.contiguous(), channel_sums.sums, channel_sums.squares, rows, c, SUMS=sums,
+        BLOCK_R=block_r, BLOCK_C=block_c,
+    )  # fmt: skip
+    return y, (channel_sums if sums else None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -191,3 +191,47 @@ def test_channel_sums_on_cuda_at_the_unet_shapes(n, c, h, w, frames):
     exact = exact.permute(0, 2, 3, 1).reshape(videos, -1, c)
     for got, ref in ((sums.sums.sum(1), exact.sum(1)), (sums.squares.sum(1), exact.square().sum(1))):
         assert ((got - ref).abs() / (1 + ref.abs())).max() < 1e-3
+
+
+_INTERPRETED_LAYER = textwrap.dedent(
+    """
+    import torch
+    from diffusers.models.resnet import TemporalConvLayer
+    from amg_model.model import channels_last, fused, small_k, tap_conv
+    small_k._use_triton = fused._use_triton = lambda *tensors: True  # the kernels, interpreted
+    def once(kernel_call, quantiles):  # autotuning: one call per configuration
+        kernel_call()
+        return [1.0, 1.0, 1.0]
+    tap_conv._tap_conv_kernel._do_bench = once
+    torch.manual_seed(0)
+    videos, frames, c, h, w = 2, 3, 64, 4, 4
+    layer = TemporalConvLayer(c, c, norm_num_groups=32).eval()
+    for p in layer.parameters():  # diffusers zero-initialises the last convolution
+        p.data.normal_(0.0, 0.2)
+    cl = torch.channels_last
+    y = torch.randn(videos * frames, c, h, w).contiguous(memory_format=cl)
+    r, bias = torch.randn(videos * frames, c, h, w).contiguous(memory_format=cl), torch.randn(c)
+    with torch.no_grad():
+        ref = layer(y + r + bias.view(1, c, 1, 1), num_frames=frames)  # float32, diffusers
+        channels_last.to_channels_last(layer.half())
+        x, sums = fused.add_bias_residual_and_sums_(y.half(), r.half(), bias.half())
+        with_sums = channels_last.temporal_conv_layer(layer, x.clone(), frames, sums)
+        without = channels_last.temporal_conv_layer(layer, x.clone(), frames)
+    scale = ref.abs().max().item()
+    print(sums is not None, (with_sums.float() - ref).abs().max().item() / scale,
+          (without.float() - ref).abs().max().item() / scale)
+    """
+)
+
+
+def test_temporal_layer_with_the_kernels_channel_sums_under_the_interpreter():
+    """diffusers' TemporalConvLayer through the tap kernel, the residual kernel's channel sums and the
+    GroupNorms that take them (Triton's CPU interpreter, fp16) matches diffusers' float32 layer."""
+    triton = pytest.importorskip("triton")
+    pytest.importorskip("diffusers")
+    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
+        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
+    had_sums, err_with, err_without = run_interpreted(_INTERPRETED_LAYER)[-1].split()
+    assert had_sums == "True"
+    assert float(err_with) < 1e-2
+    assert float(err_without) < 1e-2
