@@ -12,6 +12,10 @@ take this form:
 * :func:`temporal_conv3`: the temporal layers' 3x1x1 convolutions (taps over frames, the video's
   pixels as ``D2``).
 
+The ``_and_sums`` variants also return the output's channel sums per frame or video, summed per tile
+in the kernel's epilogue, so that the GroupNorm that follows need not read the output for its
+statistics (:class:`~amg_model.model.fused.ChannelSums`).
+
 One persistent program per multiprocessor (or two) loops over output tiles of 128 positions and
 ``BLOCK_N`` output channels. Both equal their torch convolution (the UNet adds most biases in
 passes it already makes) with float32 accumulation; where the kernel does not run (CPU,
@@ -172,26 +176,26 @@ def conv3x3(
     """``F.conv2d(x, weight, bias, padding=1)`` for channels-last ``x [N, C, H, W]`` and ``weight
     [Cout, C, 3, 3]``, channels-last out. The tap kernel on a Hopper GPU (fp16/bf16, ``C`` a multiple
     of 64), else torch."""
+    return conv3x3_and_sums(x, weight, bias, config, sums=False)[0]
+
+
+def conv3x3_and_sums(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    config: triton.Config | None = None,
+    sums: bool = True,
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`conv3x3`, and (with ``sums``) the output's channel sums per frame (``[N, chunks, Cout]``,
+    for the GroupNorm that follows) from the kernel's tiles; None where the kernel does not run."""
     if tap_conv_applies(x, weight, bias) and weight.shape[2:] == (3, 3):
         n, c, h, w = x.shape
         x4 = x.permute(0, 2, 3, 1)  # [N, H, W, C], no copy when x is channels-last
         w2 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], 9 * c)
-        done = _tap_conv(x4.contiguous(), w2.contiguous(), bias, (3, 3), config)
-        if done is not None:
-            return done[0].permute(0, 3, 1, 2)
-    return F.conv2d(x, weight, bias, padding=1)
-
-
-def conv3x3_and_sums(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ChannelSums | None]:
-    """:func:`conv3x3` without bias, and the output's channel sums per frame (``[N, chunks, Cout]``,
-    for the GroupNorm that follows) from the kernel's tiles; None where the kernel does not run."""
-    if tap_conv_applies(x, weight) and weight.shape[2:] == (3, 3):
-        n, c, h, w = x.shape
-        w2 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], 9 * c)
-        done = _tap_conv(x.permute(0, 2, 3, 1).contiguous(), w2.contiguous(), None, (3, 3), None, sums=True)
+        done = _tap_conv(x4.contiguous(), w2.contiguous(), bias, (3, 3), config, sums=sums)
         if done is not None:
             return done[0].permute(0, 3, 1, 2), done[1]
-    return F.conv2d(x, weight, None, padding=1), None
+    return F.conv2d(x, weight, bias, padding=1), None
 
 
 def temporal_conv3(
