@@ -146,6 +146,14 @@ def temporal_conv_layer(
     first three convolutions hands the next GroupNorm its output's channel sums; ``sums`` are
     ``x``'s, per frame, from the kernel that wrote it.
     """
+    return temporal_conv_layer_and_sums(layer, x, frames, sums)[0]
+
+
+def temporal_conv_layer_and_sums(
+    layer: torch.nn.Module, x: torch.Tensor, frames: int, sums: ChannelSums | None = None
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`temporal_conv_layer`, and its output's channel sums per frame where the residual kernel
+    gives them."""
     if sums is not None:  # per frame -> per video: a video's chunks are its frames' chunks
         n, chunks, c = sums.sums.shape
         sums = ChannelSums(*(t.view(n // frames, frames * chunks, c) for t in sums))
@@ -156,7 +164,7 @@ def temporal_conv_layer(
         h = group_norm(h, block[0], frames, silu=True, offset=offset, sums=sums)
         h, sums = _temporal_conv3d(h, block[-1], frames, sums=i < len(blocks) - 1)
         bias = block[-1].bias  # added by the next stage's GroupNorm, or with the residual after the last
-    return add_bias_residual_(h, x, bias)
+    return add_bias_residual_and_sums_(h, x, bias)
 
 
 def _conv_without_bias(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -196,11 +204,11 @@ def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tenso
 
 
 def resnet_block_and_sums(
-    block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tensor
+    block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tensor, sums: ChannelSums | None = None
 ) -> tuple[torch.Tensor, ChannelSums | None]:
     """:func:`resnet_block`, and its output's channel sums per frame where the residual kernel gives
-    them (for the temporal layer's first GroupNorm)."""
-    h = group_norm(x, block.norm1, silu=True)
+    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame."""
+    h = group_norm(x, block.norm1, silu=True, sums=sums)
     sums = None  # conv1's output's channel sums per frame, for norm2, where the tap kernel gives them
     if _plain_3x3(block.conv1) and tap_conv_applies(h, block.conv1.weight):
         h, sums = conv3x3_and_sums(h, block.conv1.weight)
@@ -319,6 +327,7 @@ def spatial_transformer(
     frames: int,
     fused_norms: bool = True,
     copies: int = 1,
+    sums: ChannelSums | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text.
 
@@ -327,10 +336,11 @@ def spatial_transformer(
     projection's bias is left for the next layer to add in a pass it makes anyway
     (:func:`temporal_transformer`'s ``input_bias``).
     ``copies > 1``: ``x`` is shared by ``copies`` contexts (``context`` has ``copies`` times its
-    batch); the result has ``copies`` times the batch of ``x``.
+    batch); the result has ``copies`` times the batch of ``x``. ``sums``: ``x``'s channel sums per
+    frame, from the kernel that wrote it.
     """
     n, c, h, w = x.shape
-    t = _linear(model.proj_in, _tokens(group_norm(x, model.norm)))
+    t = _linear(model.proj_in, _tokens(group_norm(x, model.norm, sums=sums)))
     for i, block in enumerate(model.transformer_blocks):
         t = _transformer_block(block, t, context, attention, frames, fused_norms, copies if i == 0 else 1)
     if fused_norms and copies == 1:
@@ -455,22 +465,26 @@ def unet_forward(
     skips = [x]
     copies = input_copies  # still to be made
 
-    def transformers(attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def transformers(
+        attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor, sums: ChannelSums | None
+    ) -> torch.Tensor:
         """A layer's spatial transformer (with the cross-attention) and temporal transformer."""
         nonlocal copies, temb_silu, skips
-        x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies)
+        x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies, sums)
         if copies > 1:  # from here on every copy has its own activations
             temb_silu = repeat_batch(temb_silu, copies)
             skips = [repeat_batch(s, copies) for s in skips]
             copies = 1
         return temporal_transformer(temp_attn, x, temporal, frames, fused_norms, input_bias=bias)
 
+    # sums: x's channel sums per frame where the kernel that wrote x gave them, for its GroupNorm
     for block in unet.down_blocks:
+        sums = None
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x, sums = resnet_block_and_sums(resnet, x, temb_silu)
-            x = temporal_conv_layer(temp_conv, x, frames, sums)
+            x, sums = resnet_block_and_sums(resnet, x, temb_silu, sums)
+            x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
-                x = transformers(attn, temp_attn, x)
+                x, sums = transformers(attn, temp_attn, x, sums), None
             skips.append(x)
         if block.downsamplers is not None:
             for down in block.downsamplers:
@@ -479,21 +493,21 @@ def unet_forward(
 
     mid = unet.mid_block
     x, sums = resnet_block_and_sums(mid.resnets[0], x, temb_silu)
-    x = temporal_conv_layer(mid.temp_convs[0], x, frames, sums)
+    x, sums = temporal_conv_layer_and_sums(mid.temp_convs[0], x, frames, sums)
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
-        x = transformers(attn, temp_attn, x)
+        x = transformers(attn, temp_attn, x, sums)
         x, sums = resnet_block_and_sums(resnet, x, temb_silu)
-        x = temporal_conv_layer(temp_conv, x, frames, sums)
+        x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = torch.cat([x, skips.pop()], dim=1)
             x, sums = resnet_block_and_sums(resnet, x, temb_silu)
-            x = temporal_conv_layer(temp_conv, x, frames, sums)
+            x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
-                x = transformers(attn, temp_attn, x)
+                x = transformers(attn, temp_attn, x, sums)
         if block.upsamplers is not None:
             size = tuple(skips[-1].shape[2:]) if skips else None
             for up in block.upsamplers:

@@ -235,3 +235,55 @@ def test_temporal_layer_with_the_kernels_channel_sums_under_the_interpreter():
     assert had_sums == "True"
     assert float(err_with) < 1e-2
     assert float(err_without) < 1e-2
+
+
+_INTERPRETED_UNET = textwrap.dedent(
+    """
+    import dataclasses
+    import torch
+    from amg_model.model import channels_last, fused, small_k, tap_conv
+    from amg_model.model.tiny import TINY_CONTEXT_DIM, tiny_unet, tiny_unet_config
+    # 64 and 128 channels (the tap kernel's multiples of 64), 8 groups (fewer interpreted programs)
+    config = dataclasses.replace(
+        tiny_unet_config(), block_out_channels=(64, 128), attention_head_dim=32, norm_num_groups=8
+    )
+    unet = tiny_unet(seed=3, config=config).unet.eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 8, 2, 8, 8, generator=g)
+    sample, t = torch.cat([x, x]), torch.tensor([300, 300])  # guidance: one video, two texts
+    context = torch.randn(2, 7, TINY_CONTEXT_DIM, generator=g)
+    with torch.no_grad():
+        ref = unet(sample, t, encoder_hidden_states=context).sample  # diffusers, float32
+    fused._use_triton = small_k._use_triton = lambda *tensors: True  # the kernels, interpreted
+    for kernel in (tap_conv._tap_conv_kernel, small_k._geglu_tma_paired_kernel, small_k._linear_tma_kernel):
+        kernel.configs = kernel.configs[:1]  # no autotuning
+    norms = {True: 0, False: 0}  # GroupNorms given channel sums, and not
+    group_norm_tokens = channels_last.group_norm_tokens
+    def counted(*args, **kwargs):
+        norms[kwargs.get("sums") is not None] += 1
+        return group_norm_tokens(*args, **kwargs)
+    channels_last.group_norm_tokens = counted
+    unet = channels_last.to_channels_last(unet.half())
+    channels_last.fuse_projections(unet)
+    with torch.no_grad():
+        sample = sample.half().contiguous(memory_format=torch.channels_last_3d)
+        out = channels_last.unet_forward(unet, sample, t, context.half(), input_copies=2)
+    print(norms[True], norms[False], ((out.float() - ref).norm() / ref.norm()).item())
+    """
+)
+
+
+def test_unet_through_the_kernels_under_the_interpreter():
+    """A small UNet (64 and 128 channels) through the channels-last forward with the Triton kernels
+    (Triton's CPU interpreter, fp16) matches diffusers' float32 forward, with the GroupNorms after
+    the tap convolutions and the residual adds taking the kernels' channel sums."""
+    triton = pytest.importorskip("triton")
+    pytest.importorskip("diffusers")
+    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
+        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
+    with_sums, without, err = run_interpreted(_INTERPRETED_UNET)[-1].split()
+    # 8 ResNet blocks: norm2 after conv1; 8 temporal layers: norm1 after the residual, norms 2-4 after
+    # their convolutions; 4 spatial transformers after a temporal layer's residual
+    assert int(with_sums) == 8 + 8 * 4 + 4
+    assert int(without) > 0  # the rest: after a concatenation, a transformer or a strided convolution
+    assert float(err) < 1e-2
