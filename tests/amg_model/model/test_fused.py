@@ -3,10 +3,9 @@ versions)."""
 
 import textwrap
 
-import numpy as np
 import pytest
 import torch
-from triton_interpreter import run_interpreted
+from triton_interpreter import require_run_time_loop_bounds, run_interpreted
 
 from amg_model.model import fused
 
@@ -266,11 +265,8 @@ def test_unet_through_the_kernels_under_the_interpreter():
     """The tiny UNet through the channels-last forward with the Triton kernels (Triton's CPU
     interpreter, fp16: GroupNorm, LayerNorm, GEGLU, projections, residual adds) matches diffusers'
     float32 forward."""
-    triton = pytest.importorskip("triton")
+    require_run_time_loop_bounds()  # the persistent projection kernels
     pytest.importorskip("diffusers")
-    major, minor = map(int, triton.__version__.split(".")[:2])
-    if (major, minor) < (3, 7) and tuple(map(int, np.__version__.split(".")[:2])) >= (2, 3):
-        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
     group_norms, geglus, err = run_interpreted(_INTERPRETED_UNET)[-1].split()
     assert int(group_norms) > 0 and int(geglus) > 0  # the kernels' paths were taken
     assert float(err) < 1e-2
