@@ -48,9 +48,9 @@ def _use_triton(*tensors: torch.Tensor) -> bool:
     return all(t.is_cuda for t in tensors)
 
 
-def _fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, max_k: int) -> bool:
-    """Whether a kernel takes these operands: fp16/bf16 alike, ``K`` a multiple of 16 up to
-    ``max_k``, CUDA tensors where Triton runs."""
+def _fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, max_k: int | None = None) -> bool:
+    """Whether a kernel takes these operands: fp16/bf16 alike, ``K`` a multiple of 16 (up to
+    ``max_k``), CUDA tensors where Triton runs."""
     k = x.shape[-1]
     return (
         x.dtype in (torch.float16, torch.bfloat16)
@@ -60,7 +60,7 @@ def _fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, max_
         and weight.shape[1] == k
         and (bias is None or bias.shape == weight.shape[:1])
         and k % 16 == 0
-        and k <= max_k
+        and (max_k is None or k <= max_k)
         and x.numel() > 0
         and _use_triton(x, weight, *([] if bias is None else [bias]))
     )
@@ -179,18 +179,25 @@ def linear_geglu_tma_paired(
     """``geglu(F.linear(x, weight, bias))`` with the weight ``[2I, K]`` as it is, read through a
     3-d tensor descriptor ``[2, I, K]`` so that one load and one product per step cover the hidden and
     gate columns (Hopper GPU, fp16/bf16, ``K`` a multiple of 16, ``I`` a multiple of 8), else torch."""
+    out = _geglu_paired(x, weight, bias, config)
+    if out is None:
+        hidden, gate = F.linear(x, weight, bias).chunk(2, dim=-1)
+        out = hidden * F.gelu(gate)
+    return out
+
+
+def _geglu_paired(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config: triton.Config | None
+) -> torch.Tensor | None:
+    """The paired kernel's GEGLU projection, or None where it cannot take the operands."""
     k = x.shape[-1]
     inner = weight.shape[0] // 2
-    fits = (
-        bias is not None and _fits(x, weight, bias, max_k=k) and weight.shape[0] % 2 == 0 and inner % 8 == 0
-    )
-    if fits:
-        x2, w = x.reshape(-1, k).contiguous(), weight.contiguous()
-        out = x2.new_empty(x2.shape[0], inner)
-        fits = _tma_ok(x2, w, out)
-    if not fits:
-        hidden, gate = F.linear(x, weight, bias).chunk(2, dim=-1)
-        return hidden * F.gelu(gate)
+    if bias is None or not _fits(x, weight, bias) or weight.shape[0] % 2 or inner % 8:
+        return None
+    x2, w = x.reshape(-1, k).contiguous(), weight.contiguous()
+    out = x2.new_empty(x2.shape[0], inner)
+    if not _tma_ok(x2, w, out):
+        return None
     m = x2.shape[0]
     # block shapes are placeholders until the configuration's pre_hook sets them
     w_desc = TensorDescriptor(w, [2, inner, k], [inner * k, k, 1], [2, 16, 16])
@@ -295,6 +302,4 @@ def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     """:func:`linear_geglu_tma_paired` where it beat :mod:`~amg_model.model.fused`'s
     one-tile-per-program GEGLU kernel on an H100 (1.2x at ``K`` 320, 640 and 1280,
     ``bench/small_k_bench.py``); None where it does not run, for the caller's kernel."""
-    if bias is None or not _fits(x, weight, bias, GEGLU_MAX_K) or not _tma_ok(x):
-        return None
-    return linear_geglu_tma_paired(x, weight, bias)
+    return _geglu_paired(x, weight, bias, None) if x.shape[-1] <= GEGLU_MAX_K else None

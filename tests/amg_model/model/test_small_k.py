@@ -3,11 +3,10 @@ their torch fallbacks, the Triton kernels under Triton's CPU interpreter, and on
 
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from triton_interpreter import run_interpreted
+from triton_interpreter import require_run_time_loop_bounds, run_interpreted
 
 from amg_model.model import small_k
 
@@ -33,6 +32,18 @@ def test_torch_versions_are_the_definitions(bias):
     w2, b2 = w[:24], (None if b is None else b[:24])
     torch.testing.assert_close(small_k.linear_tma(x, w2, b2), F.linear(x, w2, b2))
     torch.testing.assert_close(small_k.linear(x, w2, b2), F.linear(x, w2, b2))
+
+
+def test_linear_geglu_declines_what_the_paired_kernel_cannot_take(monkeypatch):
+    """None (the caller's own kernel runs), not a torch result, wherever the kernel cannot run."""
+    monkeypatch.setattr(small_k, "_use_triton", lambda *tensors: True)
+    x = torch.randn(4, 32).half()
+    w, b = torch.randn(2 * 12, 32).half(), torch.randn(2 * 12).half()
+    assert small_k.linear_geglu(x, w, b) is None  # 12 gated columns: not a multiple of 8
+    assert small_k.linear_geglu(x, w[:16], None) is None  # no bias
+    k = small_k.GEGLU_MAX_K + 16
+    wide, wb = torch.randn(2 * 16, k).half(), torch.randn(2 * 16).half()
+    assert small_k.linear_geglu(torch.randn(4, k).half(), wide, wb) is None  # K past the measured range
 
 
 _INTERPRETED = textwrap.dedent(
@@ -86,18 +97,9 @@ _INTERPRETED = textwrap.dedent(
 )
 
 
-def _release(version: str) -> tuple[int, int]:
-    major, minor = version.split(".")[:2]
-    return int(major), int(minor)
-
-
 def test_small_k_kernels_under_the_interpreter():
     """The Triton kernels (Triton's CPU interpreter, fp16 inputs) with fixed small tiles and autotuned."""
-    triton = pytest.importorskip("triton")
-    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
-        # the persistent kernels' loops have run-time bounds, which Triton 3.6's interpreter cannot
-        # convert with numpy 2.3 and later ("only 0-dimensional arrays can be converted")
-        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
+    require_run_time_loop_bounds()
     errors = dict(line.rsplit(": ", 1) for line in run_interpreted(_INTERPRETED))
     assert len(errors) == 4
     for name, err in errors.items():
