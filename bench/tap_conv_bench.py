@@ -1,7 +1,9 @@
 """The UNet's 3x3 and 3x1x1 convolutions: cuDNN against the tap kernel of ``amg_model.model.tap_conv``.
 
 Shapes: every convolution of one guided UNet call (16 frames, 32x32 latent) that the channels-last
-forward sends to ``tap_conv``, found by running it on meta tensors, with how often each occurs.
+forward could send to ``tap_conv``, found by running it on meta tensors, with how often each occurs;
+"table" marks those in ``tap_conv.FASTER_THAN_CUDNN`` (the ones the forward sends), and the last total
+is the time with that routing.
 cuDNN runs the same channels-last tensors (``F.conv2d``, and ``F.conv3d`` on the channels-last-3d
 view for the temporal ones). The total is the convolutions' GPU time per UNet call.
 
@@ -38,18 +40,14 @@ def unet_convolutions() -> collections.Counter:
         unet = UNet3DConditionModel(in_channels=8, out_channels=4).half()
     channels_last.to_channels_last(unet)
     calls = collections.Counter()
-    saved = channels_last.conv3x3, channels_last.temporal_conv3, channels_last.tap_conv_applies
+    measured_config = channels_last.measured_config
 
-    def conv3x3(x, weight, bias=None):
-        calls[("3x3", tuple(x.shape), weight.shape[0], 0, bias is not None)] += 1
-        return saved[0](x, weight, bias)
+    def record(x, weight, bias=None, frames=None):  # every convolution the forward could send
+        kind = "3x1x1" if frames else "3x3"
+        calls[(kind, tuple(x.shape), weight.shape[0], frames or 0, bias is not None)] += 1
+        return None  # meta tensors: torch's convolution
 
-    def temporal_conv3(x, weight, frames):
-        calls[("3x1x1", tuple(x.shape), weight.shape[0], frames, False)] += 1
-        return saved[1](x, weight, frames)
-
-    channels_last.conv3x3, channels_last.temporal_conv3 = conv3x3, temporal_conv3
-    channels_last.tap_conv_applies = lambda x, weight, bias=None: x.shape[1] % 64 == 0
+    channels_last.measured_config = record
     try:
         sample = torch.empty(2, 8, 16, 32, 32, device="meta", dtype=torch.half)
         sample = sample.contiguous(memory_format=torch.channels_last_3d)
@@ -57,7 +55,7 @@ def unet_convolutions() -> collections.Counter:
         timestep = torch.tensor([500, 500], device="meta")
         channels_last.unet_forward(unet, sample, timestep, context, input_copies=2)
     finally:
-        channels_last.conv3x3, channels_last.temporal_conv3, channels_last.tap_conv_applies = saved
+        channels_last.measured_config = measured_config
     return calls
 
 
@@ -79,12 +77,12 @@ def main() -> None:
     print()
     print(
         "| kind | x [N, C, H, W] | Cout | calls | cuDNN us | tap us | speed-up | TFLOP/s (tap) "
-        "| max rel. err |"
+        "| max rel. err | table |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    total_cudnn = total_tap = 0.0
+    total_cudnn = total_tap = total_routed = 0.0
     chosen = []
     for (kind, shape, cout, frames, has_bias), count in sorted(calls.items(), key=lambda kv: -kv[1]):
         n, c, h, w = shape
@@ -119,14 +117,17 @@ def main() -> None:
         t_cudnn, t_tap = call_time_us(cudnn, args.reps, cuda), call_time_us(tap, args.reps, cuda)
         total_cudnn += count * t_cudnn
         total_tap += count * t_tap
+        routed = tap_conv.problem_key(shape, (cout, c, *taps), frames) in tap_conv.FASTER_THAN_CUDNN
+        total_routed += count * (t_tap if routed else t_cudnn)
         flop = 2 * n * h * w * cout * c * (9 if kind == "3x3" else 3)
         config = getattr(tap_conv._tap_conv_kernel, "best_config", None) if cuda else None
         chosen.append(f"{kind} {shape} -> {cout}: {config}")
         print(
             f"| {kind} | {list(shape)} | {cout} | {count} | {t_cudnn:.1f} | {t_tap:.1f} "
-            f"| {t_cudnn / t_tap:.2f} | {flop / t_tap / 1e6:.0f} | {err:.1e} |"
+            f"| {t_cudnn / t_tap:.2f} | {flop / t_tap / 1e6:.0f} | {err:.1e} | {'yes' if routed else ''} |"
         )
-    print(f"| **total per UNet call (us)** | | | | **{total_cudnn:.0f}** | **{total_tap:.0f}** | | | |")
+    print(f"| **total per UNet call (us)** | | | | **{total_cudnn:.0f}** | **{total_tap:.0f}** | | | | |")
+    print(f"| **with the table's routing (us)** | | | | | **{total_routed:.0f}** | | | | |")
     print()
     print("tap kernel configurations (the last autotuned one at each shape):")
     print("\n".join(chosen))

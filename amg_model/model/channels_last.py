@@ -50,7 +50,7 @@ from amg_model.model.fused import (
     linear_geglu,
 )
 from amg_model.model.short_attention import short_attention, short_attention_applies
-from amg_model.model.tap_conv import conv3x3, conv3x3_and_sums, tap_conv_applies, temporal_conv3_and_sums
+from amg_model.model.tap_conv import conv3x3, conv3x3_and_sums, measured_config, temporal_conv3_and_sums
 
 
 def fuse_projections(unet: torch.nn.Module) -> int:
@@ -129,11 +129,18 @@ def group_norm(
 def _temporal_conv3d(
     x: torch.Tensor, conv: torch.nn.Conv3d, frames: int, sums: bool
 ) -> tuple[torch.Tensor, ChannelSums | None]:
-    """The same (3, 1, 1) convolution on the channels-last frames (the tap kernel, or one Conv3d
-    call on the channels-last-3d view), without its bias (the caller adds it in a pass it already
-    makes); with ``sums``, the output's channel sums per video where the tap kernel ran."""
+    """The same (3, 1, 1) convolution on the channels-last frames, without its bias (the caller adds
+    it in a pass it already makes): the tap kernel where it was measured faster, with the output's
+    channel sums per video if ``sums``; else one Conv3d call on the channels-last-3d view (no copy)."""
     weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
-    return temporal_conv3_and_sums(x, weight, frames, sums=sums)
+    config = measured_config(x, weight, frames=frames)
+    if config is not None:
+        return temporal_conv3_and_sums(x, weight, frames, config, sums=sums)
+    n, c, h, w = x.shape
+    x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
+    y = F.conv3d(x5, weight, None, padding=(1, 0, 0))
+    y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
+    return y.reshape(n, -1, h, w), None
 
 
 def temporal_conv_layer(
@@ -170,8 +177,9 @@ def temporal_conv_layer_and_sums(
 def _conv_without_bias(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` without its bias, which the caller adds in a later pass it already makes (a 3x3
     convolution of stride 1 and zero padding 1 through the tap kernel where it runs)."""
-    if _plain_3x3(conv) and tap_conv_applies(x, conv.weight):
-        return conv3x3(x, conv.weight)
+    config = measured_config(x, conv.weight) if _plain_3x3(conv) else None
+    if config is not None:
+        return conv3x3(x, conv.weight, config=config)
     return conv._conv_forward(x, conv.weight, None)
 
 
@@ -210,8 +218,9 @@ def resnet_block_and_sums(
     them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame."""
     h = group_norm(x, block.norm1, silu=True, sums=sums)
     sums = None  # conv1's output's channel sums per frame, for norm2, where the tap kernel gives them
-    if _plain_3x3(block.conv1) and tap_conv_applies(h, block.conv1.weight):
-        h, sums = conv3x3_and_sums(h, block.conv1.weight)
+    config = measured_config(h, block.conv1.weight) if _plain_3x3(block.conv1) else None
+    if config is not None:
+        h, sums = conv3x3_and_sums(h, block.conv1.weight, config=config)
     else:
         h = _conv_without_bias(block.conv1, h)
     proj = block.time_emb_proj
@@ -398,8 +407,9 @@ def _upsample(up: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None
     else:
         x = F.interpolate(x, size=size, mode="nearest")
     conv = up.conv
-    if _plain_3x3(conv) and tap_conv_applies(x, conv.weight, conv.bias):
-        return conv3x3(x, conv.weight, conv.bias)
+    config = measured_config(x, conv.weight, conv.bias) if _plain_3x3(conv) else None
+    if config is not None:
+        return conv3x3(x, conv.weight, conv.bias, config=config)
     return conv(x)
 
 

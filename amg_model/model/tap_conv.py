@@ -16,6 +16,9 @@ The ``_and_sums`` variants also return the output's channel sums per frame or vi
 in the kernel's epilogue, so that the GroupNorm that follows need not read the output for its
 statistics (:class:`~amg_model.model.fused.ChannelSums`).
 
+The UNet sends a convolution here only where the kernel was measured faster than cuDNN
+(:func:`measured_config`, :data:`FASTER_THAN_CUDNN`); the others stay with torch.
+
 One persistent program per multiprocessor (or two) loops over output tiles of 128 positions and
 ``BLOCK_N`` output channels. Both equal their torch convolution (the UNet adds most biases in
 passes it already makes) with float32 accumulation; where the kernel does not run (CPU,
@@ -128,6 +131,44 @@ def tap_conv_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         and cout % 8 == 0
         and x.numel() > 0
     )
+
+
+# The UNet's convolutions where the tap kernel was faster than cuDNN on an H100 (one 16-frame 256x256
+# clip with guidance; `bench/tap_conv_bench.py`, `bench/RESULTS.md`), with the configuration autotuning
+# chose there: (T1, T2, N0, D1, D2, C, Cout) -> (BLOCK_N, num_warps, num_stages). At the UNet's other
+# convolutions cuDNN was as fast or faster (by up to 2x at 4x4 pixels), so they stay with torch.
+FASTER_THAN_CUDNN = {
+    (3, 1, 2, 16, 256, 640, 640): (128, 8, 4),  # 1.06x, 20 per UNet call
+    (3, 1, 2, 16, 64, 1280, 1280): (256, 8, 3),  # 1.12x, 20
+    (3, 1, 1, 16, 1024, 320, 320): (128, 8, 4),  # 1.16x, 4 (before guidance's branches split)
+    (3, 3, 32, 16, 16, 640, 640): (128, 8, 4),  # 1.09x, 7
+    (3, 3, 32, 16, 16, 1280, 1280): (128, 8, 4),  # 1.09x, 1
+    (3, 3, 32, 32, 32, 640, 640): (128, 8, 4),  # 1.15x, 1
+}
+
+
+def problem_key(x_shape: tuple, weight_shape: tuple, frames: int | None = None) -> tuple:
+    """``(T1, T2, N0, D1, D2, C, Cout)`` of the tap kernel for a convolution of ``x [N, C, H, W]`` by
+    ``weight [Cout, C, 3, 3]`` or, with ``frames``, ``[Cout, C, 3, 1, 1]`` (over frames)."""
+    n, c, h, w = x_shape
+    if frames:
+        return (3, 1, n // frames, frames, h * w, c, weight_shape[0])
+    return (3, 3, n, h, w, c, weight_shape[0])
+
+
+def measured_config(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, frames: int | None = None
+) -> triton.Config | None:
+    """The tap kernel's configuration where it runs and was measured faster than cuDNN for this
+    convolution (:data:`FASTER_THAN_CUDNN`); None: use torch's convolution."""
+    choice = FASTER_THAN_CUDNN.get(problem_key(tuple(x.shape), tuple(weight.shape), frames))
+    if choice is None or not tap_conv_applies(x, weight, bias):
+        return None
+    block_n, warps, stages = choice
+    return triton.Config(
+        {"BLOCK_N": block_n, "BLOCK_K": 64, "PER_SM": 1}, num_warps=warps, num_stages=stages,
+        pre_hook=_tap_conv_blocks,
+    )  # fmt: skip
 
 
 def _tap_conv(

@@ -1,13 +1,13 @@
 """The tap-convolution kernel (``amg_model.model.tap_conv``) equals torch's convolutions: its torch
 fallbacks, the Triton kernel under Triton's CPU interpreter, and on CUDA at the UNet's shapes."""
 
+import collections
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from triton_interpreter import run_interpreted
+from triton_interpreter import require_run_time_loop_bounds, run_interpreted
 
 from amg_model.model import tap_conv
 
@@ -29,6 +29,60 @@ def test_torch_versions_are_the_convolutions():
     out = tap_conv.temporal_conv3(x, wt, frames=3)
     torch.testing.assert_close(out, _temporal_reference(x, wt, 3))
     assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def _unet_convolution_keys() -> collections.Counter:
+    """The tap kernel's problem keys of every 3x3 and 3x1x1 convolution that the channels-last forward of
+    the real-size UNet asks :func:`measured_config` about, for one guided 16-frame 256x256 call (meta
+    tensors: shapes only)."""
+    diffusers = pytest.importorskip("diffusers")
+    from amg_model.model import channels_last
+
+    with torch.device("meta"):
+        unet = diffusers.UNet3DConditionModel(in_channels=8, out_channels=4).half()
+    channels_last.to_channels_last(unet)
+    keys = collections.Counter()
+
+    def record(x, weight, bias=None, frames=None):
+        keys[tap_conv.problem_key(tuple(x.shape), tuple(weight.shape), frames)] += 1
+        return None
+
+    sample = torch.empty(2, 8, 16, 32, 32, device="meta", dtype=torch.half)
+    context = torch.empty(2, 77, 1024, device="meta", dtype=torch.half)
+    saved, channels_last.measured_config = channels_last.measured_config, record
+    try:
+        channels_last.unet_forward(
+            unet, sample.contiguous(memory_format=torch.channels_last_3d), torch.tensor([500, 500]),
+            context, input_copies=2,
+        )  # fmt: skip
+    finally:
+        channels_last.measured_config = saved
+    return keys
+
+
+def test_measured_table_holds_convolutions_of_the_unet():
+    """Every shape of the table of convolutions measured faster than cuDNN is one the UNet's forward
+    makes (with guidance's shared first layers), so a change of the forward's shapes cannot silently
+    leave every convolution with cuDNN; 53 of its 3x3 and 3x1x1 convolutions take the kernel."""
+    keys = _unet_convolution_keys()
+    assert set(tap_conv.FASTER_THAN_CUDNN) <= set(keys)
+    assert sum(keys[k] for k in tap_conv.FASTER_THAN_CUDNN) == 20 + 20 + 4 + 7 + 1 + 1
+    assert sum(keys.values()) > 100  # the rest stay with cuDNN
+
+
+def test_measured_config_only_for_the_table(monkeypatch):
+    """A listed shape gets its configuration where the kernel runs; an unlisted shape, or a GPU where
+    the kernel does not run, gets None (torch's convolution)."""
+    pytest.importorskip("triton")
+    x = torch.empty(32, 1280, 8, 8, device="meta", dtype=torch.half)
+    temporal = torch.empty(1280, 1280, 3, 1, 1, device="meta", dtype=torch.half)
+    spatial = torch.empty(1280, 1280, 3, 3, device="meta", dtype=torch.half)
+    assert tap_conv.measured_config(x, temporal, frames=16) is None  # CPU: the kernel does not run
+    monkeypatch.setattr(tap_conv, "tap_conv_applies", lambda *tensors: True)
+    config = tap_conv.measured_config(x, temporal, frames=16)
+    assert (config.kwargs["BLOCK_N"], config.num_warps, config.num_stages) == (256, 8, 3)
+    assert tap_conv.measured_config(x, spatial) is None  # 3x3 at 8x8 pixels: cuDNN was faster
+    assert tap_conv.measured_config(x, temporal, frames=8) is None  # another frame count
 
 
 _INTERPRETED = textwrap.dedent(
@@ -113,17 +167,10 @@ _INTERPRETED = textwrap.dedent(
 )
 
 
-def _release(version: str) -> tuple[int, int]:
-    major, minor = version.split(".")[:2]
-    return int(major), int(minor)
-
-
 def test_tap_kernel_under_the_interpreter():
     """The Triton kernel (Triton's CPU interpreter, fp16): 3x3 and 3x1x1 convolutions with their
     zero padding from the tensor descriptors' out-of-bounds fill."""
-    triton = pytest.importorskip("triton")
-    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
-        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
+    require_run_time_loop_bounds()
     launches, errors = run_interpreted(_INTERPRETED)[-2:]
     worst, worst_sums, worst_norm = map(float, errors.split())
     assert int(launches) == 10  # every case ran the kernel, none fell back to torch
@@ -203,6 +250,9 @@ _INTERPRETED_LAYER = textwrap.dedent(
         kernel_call()
         return [1.0, 1.0, 1.0]
     tap_conv._tap_conv_kernel._do_bench = once
+    def every(x, weight, bias=None, frames=None):  # the kernel for every convolution it can take
+        return tap_conv._tap_conv_kernel.configs[0] if tap_conv.tap_conv_applies(x, weight, bias) else None
+    channels_last.measured_config = every
     torch.manual_seed(0)
     videos, frames, c, h, w = 2, 3, 64, 4, 4
     layer = TemporalConvLayer(c, c, norm_num_groups=32).eval()
@@ -227,10 +277,8 @@ _INTERPRETED_LAYER = textwrap.dedent(
 def test_temporal_layer_with_the_kernels_channel_sums_under_the_interpreter():
     """diffusers' TemporalConvLayer through the tap kernel, the residual kernel's channel sums and the
     GroupNorms that take them (Triton's CPU interpreter, fp16) matches diffusers' float32 layer."""
-    triton = pytest.importorskip("triton")
+    require_run_time_loop_bounds()
     pytest.importorskip("diffusers")
-    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
-        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
     had_sums, err_with, err_without = run_interpreted(_INTERPRETED_LAYER)[-1].split()
     assert had_sums == "True"
     assert float(err_with) < 1e-2
@@ -257,6 +305,9 @@ _INTERPRETED_UNET = textwrap.dedent(
     fused._use_triton = small_k._use_triton = lambda *tensors: True  # the kernels, interpreted
     for kernel in (tap_conv._tap_conv_kernel, small_k._geglu_tma_paired_kernel, small_k._linear_tma_kernel):
         kernel.configs = kernel.configs[:1]  # no autotuning
+    def every(x, weight, bias=None, frames=None):  # the kernel for every convolution it can take
+        return tap_conv._tap_conv_kernel.configs[0] if tap_conv.tap_conv_applies(x, weight, bias) else None
+    channels_last.measured_config = every
     norms = {True: 0, False: 0}  # GroupNorms given channel sums, and not
     group_norm_tokens = channels_last.group_norm_tokens
     def counted(*args, **kwargs):
@@ -277,10 +328,8 @@ def test_unet_through_the_kernels_under_the_interpreter():
     """A small UNet (64 and 128 channels) through the channels-last forward with the Triton kernels
     (Triton's CPU interpreter, fp16) matches diffusers' float32 forward, with the GroupNorms after
     the tap convolutions and the residual adds taking the kernels' channel sums."""
-    triton = pytest.importorskip("triton")
+    require_run_time_loop_bounds()
     pytest.importorskip("diffusers")
-    if _release(triton.__version__) < (3, 7) and _release(np.__version__) >= (2, 3):
-        pytest.skip("Triton < 3.7's interpreter fails on run-time loop bounds with numpy >= 2.3")
     with_sums, without, err = run_interpreted(_INTERPRETED_UNET)[-1].split()
     # 8 ResNet blocks: norm2 after conv1; 8 temporal layers: norm1 after the residual, norms 2-4 after
     # their convolutions; 4 spatial transformers after a temporal layer's residual
