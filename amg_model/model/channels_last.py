@@ -40,7 +40,9 @@ import torch.nn.functional as F
 from amg_model.model import small_k
 from amg_model.model.attention import Attention, sdpa_attention
 from amg_model.model.fused import (
+    ChannelSums,
     add_bias_residual_,
+    add_bias_residual_and_sums_,
     add_layer_norm,
     add_swapped,
     group_norm_tokens,
@@ -48,6 +50,7 @@ from amg_model.model.fused import (
     linear_geglu,
 )
 from amg_model.model.short_attention import short_attention, short_attention_applies
+from amg_model.model.tap_conv import conv3x3, conv3x3_and_sums, measured_config, temporal_conv3_and_sums
 
 
 def fuse_projections(unet: torch.nn.Module) -> int:
@@ -105,48 +108,92 @@ def group_norm(
     frames: int = 1,
     silu: bool = False,
     offset: torch.Tensor | None = None,
+    sums: ChannelSums | None = None,
 ) -> torch.Tensor:
     """GroupNorm (optionally followed by SiLU) of a channels-last ``[B*F, C, H, W]`` tensor.
 
     With ``frames > 1`` the statistics span the ``frames`` consecutive images of each video, as the
     temporal layers' GroupNorm over ``[B, C, F, H, W]``. Statistics are accumulated in float32.
     ``offset [B*F / frames, C]`` is added to ``x`` first (without materialising the sum); an offset
-    with fewer rows is shared by consecutive videos (:func:`~amg_model.model.fused.group_norm_tokens`).
+    with fewer rows is shared by consecutive videos (:func:`~amg_model.model.fused.group_norm_tokens`);
+    ``sums``: ``x``'s channel sums per video from the convolution that wrote it.
     """
     n, c, h, w = x.shape
     t = _tokens(x).reshape(n // frames, frames * h * w, c)
-    y = group_norm_tokens(t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu, offset=offset)
+    y = group_norm_tokens(
+        t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu, offset=offset, sums=sums
+    )
     return _image(y.view(n, h * w, c), h, w)
 
 
-def _temporal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
-    """The same (3, 1, 1) convolution as one Conv3d call on the channels-last-3d view (no copy),
-    without its bias (the caller adds it in a pass it already makes)."""
+def _temporal_conv3d(
+    x: torch.Tensor, conv: torch.nn.Conv3d, frames: int, sums: bool
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """The same (3, 1, 1) convolution on the channels-last frames, without its bias (the caller adds
+    it in a pass it already makes): the tap kernel where it was measured faster, with the output's
+    channel sums per video if ``sums``; else one Conv3d call on the channels-last-3d view (no copy)."""
+    weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
+    config = measured_config(x, weight, frames=frames)
+    if config is not None:
+        return temporal_conv3_and_sums(x, weight, frames, config, sums=sums)
     n, c, h, w = x.shape
     x5 = _tokens(x).view(n // frames, frames, h, w, c).permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], NDHWC
-    weight = conv.weight.contiguous(memory_format=torch.channels_last_3d)  # no copy after to_channels_last
     y = F.conv3d(x5, weight, None, padding=(1, 0, 0))
     y = y.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)  # [B, F, Cout, H, W]
-    return y.reshape(n, -1, h, w)
+    return y.reshape(n, -1, h, w), None
 
 
-def temporal_conv_layer(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
+def temporal_conv_layer(
+    layer: torch.nn.Module, x: torch.Tensor, frames: int, sums: ChannelSums | None = None
+) -> torch.Tensor:
     """diffusers' ``TemporalConvLayer``: four (GroupNorm, SiLU, 3x1x1 conv) stages and a residual.
 
     The convolutions' biases are added inside the next GroupNorm (its ``offset``) or, for the last,
-    with the residual: a convolution adds its bias in a separate pass over the output.
+    with the residual: a convolution adds its bias in a separate pass over the output. Each of the
+    first three convolutions hands the next GroupNorm its output's channel sums; ``sums`` are
+    ``x``'s, per frame, from the kernel that wrote it.
     """
+    return temporal_conv_layer_and_sums(layer, x, frames, sums)[0]
+
+
+def temporal_conv_layer_and_sums(
+    layer: torch.nn.Module, x: torch.Tensor, frames: int, sums: ChannelSums | None = None
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`temporal_conv_layer`, and its output's channel sums per frame where the residual kernel
+    gives them."""
+    if sums is not None:  # per frame -> per video: a video's chunks are its frames' chunks
+        n, chunks, c = sums.sums.shape
+        sums = ChannelSums(*(t.view(n // frames, frames * chunks, c) for t in sums))
     h, bias = x, None
-    for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
+    blocks = (layer.conv1, layer.conv2, layer.conv3, layer.conv4)
+    for i, block in enumerate(blocks):
         offset = None if bias is None else bias[None]  # one row for all videos
-        h = _temporal_conv3d(group_norm(h, block[0], frames, silu=True, offset=offset), block[-1], frames)
+        h = group_norm(h, block[0], frames, silu=True, offset=offset, sums=sums)
+        h, sums = _temporal_conv3d(h, block[-1], frames, sums=i < len(blocks) - 1)
         bias = block[-1].bias  # added by the next stage's GroupNorm, or with the residual after the last
-    return add_bias_residual_(h, x, bias)
+    return add_bias_residual_and_sums_(h, x, bias)
 
 
 def _conv_without_bias(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` without its bias, which the caller adds in a later pass it already makes."""
+    """``conv(x)`` without its bias, which the caller adds in a later pass it already makes (a 3x3
+    convolution of stride 1 and zero padding 1 through the tap kernel where it runs)."""
+    config = measured_config(x, conv.weight) if _plain_3x3(conv) else None
+    if config is not None:
+        return conv3x3(x, conv.weight, config=config)
     return conv._conv_forward(x, conv.weight, None)
+
+
+def _plain_3x3(conv: torch.nn.Conv2d) -> bool:
+    """A 3x3 convolution of stride 1 and zero padding 1 (what :func:`~amg_model.model.tap_conv.conv3x3`
+    computes)."""
+    return (
+        conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
 
 
 def _sum_of_biases(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -161,21 +208,35 @@ def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tenso
     ``temb_silu`` is ``silu(time embedding)``, ``[B, D]``, one row per video (the same for every
     block); its projection is added to all frames of that video (``x`` holds ``B * F`` frames).
     """
-    h = _conv_without_bias(block.conv1, group_norm(x, block.norm1, silu=True))
+    return resnet_block_and_sums(block, x, temb_silu)[0]
+
+
+def resnet_block_and_sums(
+    block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tensor, sums: ChannelSums | None = None
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`resnet_block`, and its output's channel sums per frame where the residual kernel gives
+    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame."""
+    h = group_norm(x, block.norm1, silu=True, sums=sums)
+    sums = None  # conv1's output's channel sums per frame, for norm2, where the tap kernel gives them
+    config = measured_config(h, block.conv1.weight) if _plain_3x3(block.conv1) else None
+    if config is not None:
+        h, sums = conv3x3_and_sums(h, block.conv1.weight, config=config)
+    else:
+        h = _conv_without_bias(block.conv1, h)
     proj = block.time_emb_proj
     offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
     t = F.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
-    h = _conv_without_bias(block.conv2, group_norm(h, block.norm2, silu=True, offset=t))  # norm2(h + t)
+    h = group_norm(h, block.norm2, silu=True, offset=t, sums=sums)  # norm2(h + t)
+    h = _conv_without_bias(block.conv2, h)
     out_bias = block.conv2.bias
     if block.conv_shortcut is not None:
         shortcut = _conv_without_bias(block.conv_shortcut, x)
         out_bias = _sum_of_biases(out_bias, block.conv_shortcut.bias)
     else:
         shortcut = x
-    h = add_bias_residual_(h, shortcut, out_bias)
     if block.output_scale_factor != 1.0:
-        h = h.div_(block.output_scale_factor)
-    return h
+        return add_bias_residual_(h, shortcut, out_bias).div_(block.output_scale_factor), None
+    return add_bias_residual_and_sums_(h, shortcut, out_bias)
 
 
 def _attention(
@@ -275,6 +336,7 @@ def spatial_transformer(
     frames: int,
     fused_norms: bool = True,
     copies: int = 1,
+    sums: ChannelSums | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """diffusers ``Transformer2DModel``: each frame's pixels attend to each other and to the text.
 
@@ -283,10 +345,11 @@ def spatial_transformer(
     projection's bias is left for the next layer to add in a pass it makes anyway
     (:func:`temporal_transformer`'s ``input_bias``).
     ``copies > 1``: ``x`` is shared by ``copies`` contexts (``context`` has ``copies`` times its
-    batch); the result has ``copies`` times the batch of ``x``.
+    batch); the result has ``copies`` times the batch of ``x``. ``sums``: ``x``'s channel sums per
+    frame, from the kernel that wrote it.
     """
     n, c, h, w = x.shape
-    t = _linear(model.proj_in, _tokens(group_norm(x, model.norm)))
+    t = _linear(model.proj_in, _tokens(group_norm(x, model.norm, sums=sums)))
     for i, block in enumerate(model.transformer_blocks):
         t = _transformer_block(block, t, context, attention, frames, fused_norms, copies if i == 0 else 1)
     if fused_norms and copies == 1:
@@ -343,7 +406,11 @@ def _upsample(up: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
     else:
         x = F.interpolate(x, size=size, mode="nearest")
-    return up.conv(x)
+    conv = up.conv
+    config = measured_config(x, conv.weight, conv.bias) if _plain_3x3(conv) else None
+    if config is not None:
+        return conv3x3(x, conv.weight, conv.bias, config=config)
+    return conv(x)
 
 
 def _layers(block: torch.nn.Module) -> zip:
@@ -408,21 +475,26 @@ def unet_forward(
     skips = [x]
     copies = input_copies  # still to be made
 
-    def transformers(attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def transformers(
+        attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor, sums: ChannelSums | None
+    ) -> torch.Tensor:
         """A layer's spatial transformer (with the cross-attention) and temporal transformer."""
         nonlocal copies, temb_silu, skips
-        x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies)
+        x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies, sums)
         if copies > 1:  # from here on every copy has its own activations
             temb_silu = repeat_batch(temb_silu, copies)
             skips = [repeat_batch(s, copies) for s in skips]
             copies = 1
         return temporal_transformer(temp_attn, x, temporal, frames, fused_norms, input_bias=bias)
 
+    # sums: x's channel sums per frame where the kernel that wrote x gave them, for its GroupNorm
     for block in unet.down_blocks:
+        sums = None
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
+            x, sums = resnet_block_and_sums(resnet, x, temb_silu, sums)
+            x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
-                x = transformers(attn, temp_attn, x)
+                x, sums = transformers(attn, temp_attn, x, sums), None
             skips.append(x)
         if block.downsamplers is not None:
             for down in block.downsamplers:
@@ -430,19 +502,22 @@ def unet_forward(
             skips.append(x)
 
     mid = unet.mid_block
-    x = temporal_conv_layer(mid.temp_convs[0], resnet_block(mid.resnets[0], x, temb_silu), frames)
+    x, sums = resnet_block_and_sums(mid.resnets[0], x, temb_silu)
+    x, sums = temporal_conv_layer_and_sums(mid.temp_convs[0], x, frames, sums)
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
-        x = transformers(attn, temp_attn, x)
-        x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
+        x = transformers(attn, temp_attn, x, sums)
+        x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+        x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
             x = torch.cat([x, skips.pop()], dim=1)
-            x = temporal_conv_layer(temp_conv, resnet_block(resnet, x, temb_silu), frames)
+            x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+            x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
-                x = transformers(attn, temp_attn, x)
+                x = transformers(attn, temp_attn, x, sums)
         if block.upsamplers is not None:
             size = tuple(skips[-1].shape[2:]) if skips else None
             for up in block.upsamplers:

@@ -17,6 +17,8 @@ video); for temporal layers ``S = F * P`` (frames x pixels).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from amg_model.model import small_k
@@ -280,6 +282,15 @@ def geglu(proj: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class ChannelSums(NamedTuple):
+    """Per-channel sums and sums of squares of a tensor's rows in chunks, ``[B, chunks, C]`` float32
+    each (``B`` the GroupNorm's videos): what a kernel that wrote the tensor can hand to
+    :func:`group_norm_tokens` so that it does not read the tensor for its statistics."""
+
+    sums: torch.Tensor
+    squares: torch.Tensor
+
+
 def _blocks(c: int) -> int:
     return min(128, triton.next_power_of_2(c))
 
@@ -293,6 +304,7 @@ def group_norm_tokens(
     silu: bool = False,
     swap_frames: int = 0,
     offset: torch.Tensor | None = None,
+    sums: ChannelSums | None = None,
 ) -> torch.Tensor:
     """GroupNorm of token arrays ``x [B, S, C]``: statistics per video and group of channels.
 
@@ -303,6 +315,8 @@ def group_norm_tokens(
         silu: apply SiLU after the affine step.
         swap_frames: if ``F > 0``, the rows are ``[F, P]`` (frames x pixels) and the result comes as
             ``[B, P*F, C]`` rows ordered ``[P, F]`` (the temporal transformers' order), in the same pass.
+        sums: ``x``'s channel sums from the kernel that wrote it (used where the Triton kernels run);
+            None: a first pass over ``x`` computes them.
 
     Returns:
         ``[B, S, C]`` in ``x``'s dtype (statistics in float32).
@@ -321,13 +335,18 @@ def group_norm_tokens(
         return _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames, offset)
     x = x.contiguous()
     block_c = _blocks(c)
-    rows_per_chunk = 64
-    chunks = triton.cdiv(s, rows_per_chunk)
-    sums = torch.empty(b, chunks, c, device=x.device, dtype=torch.float32)
-    sqs = torch.empty_like(sums)
-    _channel_sums_kernel[(b, chunks, triton.cdiv(c, block_c))](
-        x, sums, sqs, s, chunks, c, ROWS_PER_CHUNK=rows_per_chunk, BLOCK_R=64, BLOCK_C=block_c
-    )
+    if sums is None:
+        chunks = triton.cdiv(s, 64)  # of 64 rows
+        sums = ChannelSums(*torch.empty(2, b, chunks, c, device=x.device, dtype=torch.float32))
+        _channel_sums_kernel[(b, chunks, triton.cdiv(c, block_c))](
+            x, sums.sums, sums.squares, s, chunks, c, ROWS_PER_CHUNK=64, BLOCK_R=64, BLOCK_C=block_c
+        )
+    elif sums.sums.shape[0] != b or sums.sums.shape[2] != c or sums.squares.shape != sums.sums.shape:
+        raise ValueError(
+            f"channel sums of shape {tuple(sums.sums.shape)} do not fit {b} videos of {c} channels"
+        )
+    chunks = sums.sums.shape[1]
+    sums, sqs = sums.sums.contiguous(), sums.squares.contiguous()
     # one kernel for the statistics and the affine step (as torch ops these are about 20 tiny
     # kernels per GroupNorm, a tenth of the UNet's GPU time)
     scale = torch.empty(b, c, device=x.device, dtype=torch.float32)
@@ -413,9 +432,11 @@ if triton is not None:
 
     @triton.jit
     def _add_bias_residual_kernel(
-        y_ptr, r_ptr, b_ptr, rows, C, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
+        y_ptr, r_ptr, b_ptr, sum_ptr, sq_ptr, rows, C,
+        SUMS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
     ):  # fmt: skip
-        # y[r, c] += residual[r, c] + bias[c], rows of C channels
+        # y[r, c] += residual[r, c] + bias[c], rows of C channels; with SUMS, the block's channel
+        # sums of the result at [program_id(0), c]
         r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         mask = (r < rows)[:, None] & (cols < C)[None, :]
@@ -424,6 +445,10 @@ if triton is not None:
         y += tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         y += tl.load(b_ptr + cols, mask=cols < C, other=0.0).to(tl.float32)[None, :]
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+        if SUMS:  # (the rows are whole blocks of a frame; masked columns hold zeros and are not stored)
+            out = tl.program_id(0) * C + cols
+            tl.store(sum_ptr + out, tl.sum(y, axis=0), mask=cols < C)
+            tl.store(sq_ptr + out, tl.sum(y * y, axis=0), mask=cols < C)
 
 
 def add_bias_residual_(y: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -433,6 +458,18 @@ def add_bias_residual_(y: torch.Tensor, residual: torch.Tensor, bias: torch.Tens
     A convolution's output without its bias plus the block's residual: cuDNN convolutions add the
     bias in a separate, strided pass.
     """
+    return _add_bias_residual(y, residual, bias, sums=False)[0]
+
+
+def add_bias_residual_and_sums_(
+    y: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, ChannelSums | None]:
+    """:func:`add_bias_residual_`, and the result's channel sums per frame (``[N, chunks, C]``, for a
+    GroupNorm that follows) where the kernel runs and ``H * W`` is a multiple of 16; else None."""
+    return _add_bias_residual(y, residual, bias, sums=True)
+
+
+def _add_bias_residual(y, residual, bias, sums: bool) -> tuple[torch.Tensor, ChannelSums | None]:
     cl = torch.channels_last
     if (
         bias is None
@@ -443,14 +480,19 @@ def add_bias_residual_(y: torch.Tensor, residual: torch.Tensor, bias: torch.Tens
         or not _use_triton(y, residual, bias)
     ):
         y.add_(residual)
-        return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
+        return (y if bias is None else y.add_(bias.view(1, -1, 1, 1))), None
     n, c, h, w = y.shape
     rows = n * h * w
+    block_r = 32 if not sums or (h * w) % 32 == 0 else 16  # with sums: blocks within a frame
+    sums = sums and (h * w) % block_r == 0
+    chunks = h * w // block_r if sums else 1
+    channel_sums = ChannelSums(*torch.empty(2, n, chunks, c, device=y.device, dtype=torch.float32))
     block_c = _blocks(c)
-    _add_bias_residual_kernel[(triton.cdiv(rows, 32), triton.cdiv(c, block_c))](
-        y, residual, bias.contiguous(), rows, c, BLOCK_R=32, BLOCK_C=block_c
-    )
-    return y
+    _add_bias_residual_kernel[(triton.cdiv(rows, block_r), triton.cdiv(c, block_c))](
+        y, residual, bias.contiguous(), channel_sums.sums, channel_sums.squares, rows, c, SUMS=sums,
+        BLOCK_R=block_r, BLOCK_C=block_c,
+    )  # fmt: skip
+    return y, (channel_sums if sums else None)
 
 
 # ----------------------------------------------------------------------------------------------

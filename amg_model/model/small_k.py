@@ -78,11 +78,16 @@ def _multiprocessors(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def multiprocessors(device: torch.device) -> int:
+    """The streaming multiprocessors of a CUDA device (1 elsewhere)."""
+    return _multiprocessors(device.index or 0) if device.type == "cuda" else 1
+
+
 def _persistent_grid(device: torch.device, rows: int, cols: int):
     """The launch grid of a persistent kernel over a ``[rows, cols]`` output: ``PER_SM`` programs per
     multiprocessor, at most one per tile (off CUDA, in Triton's interpreter, one multiprocessor: each
     program loops over several tiles)."""
-    sms = _multiprocessors(device.index or 0) if device.type == "cuda" else 1
+    sms = multiprocessors(device)
 
     def grid(meta):
         tiles = triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"])

@@ -162,6 +162,19 @@ _INTERPRETED = textwrap.dedent(
         proj = torch.randn(b, p, 2 * c)
         gated = proj[..., :c] * torch.nn.functional.gelu(proj[..., c:])
         worst = worse(worst, (fused.geglu(proj) - gated).abs().max().item())
+    # the residual add's channel sums per frame (blocks of 32 or 16 rows within a frame), or None
+    for n, c, h, w in [(3, 40, 4, 4), (2, 24, 8, 8), (2, 8, 3, 7)]:
+        y4 = torch.randn(n, c, h, w).contiguous(memory_format=cl)
+        r4, b4 = torch.randn(n, c, h, w).contiguous(memory_format=cl), torch.randn(c)
+        expected = y4 + r4 + b4.view(1, c, 1, 1)
+        out, sums = fused.add_bias_residual_and_sums_(y4, r4, b4)
+        worst = worse(worst, (out - expected).abs().max().item())
+        assert (sums is None) == ((h * w) % 16 != 0)
+        if sums is not None:
+            tokens = expected.permute(0, 2, 3, 1).reshape(n, h * w, c)
+            pairs = (sums.sums.sum(1), tokens.sum(1)), (sums.squares.sum(1), tokens.square().sum(1))
+            for got, ref in pairs:
+                worst = worse(worst, ((got - ref).abs() / (1 + ref.abs())).max().item())
     print(worst)
     worst_ln = {torch.float32: 0.0, torch.float16: 0.0}  # of |out - ref| / (1 + |ref|)
     for shape in [(3, 7, 40), (13, 320), (1, 320)]:  # rows not a multiple of the programs' rows
