@@ -222,7 +222,7 @@ def resnet_block_and_sums(
     if config is not None:
         h, sums = conv3x3_and_sums(h, block.conv1.weight, config=config)
     else:
-        h = _conv_without_bias(block.conv1, h)
+        h = block.conv1._conv_forward(h, block.conv1.weight, None)
     proj = block.time_emb_proj
     offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
     t = F.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
