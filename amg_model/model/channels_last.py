@@ -6,11 +6,16 @@ eager model spends about a sixth of its time converting layouts and more on perm
 Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memory format (an
 ``[B, F, H*W, C]`` token array underneath) from the first convolution to the last:
 
-- convolutions run on channels-last tensors (no conversion);
+- convolutions run on channels-last tensors (no conversion); on Hopper GPUs those measured faster
+  there go through the implicit-GEMM kernel of :mod:`~amg_model.model.tap_conv`
+  (:func:`~amg_model.model.tap_conv.measured_config`), which also writes its output's channel sums
+  for the GroupNorm that follows, as the bias + residual kernel does
+  (:class:`~amg_model.model.fused.ChannelSums`);
 - GroupNorm is computed on the token view (statistics over frames too for temporal layers);
 - spatial transformers work on the token view without copies; temporal transformers copy once
   into ``[B*H*W, F, C]`` and once back (fused with the residual add);
-- temporal 3x1x1 convolutions are Conv3d calls on the channels-last-3d view of the same memory;
+- temporal 3x1x1 convolutions are Conv3d calls on the channels-last-3d view of the same memory
+  (or the tap kernel over frames);
 - convolution biases are not added in a pass of their own: they go into the next GroupNorm's
   statistics (``offset``) or into the residual add (:func:`~amg_model.model.fused.add_bias_residual_`);
 - on a GPU the transformer blocks' LayerNorms run as one kernel each, fused with the residual
