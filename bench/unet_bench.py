@@ -211,6 +211,7 @@ def main() -> None:
         "fp16_cl_cudagraph": variant("cuda_graph", cl=True),
         "fp16_cl_flash_cudagraph": variant("cuda_graph", cl=True, attention="flash"),
         "fp16_cl_qkv_cudagraph": variant("cuda_graph", cl=True, qkv=True),
+        "fp16_cl_qkv_cudagraph_nobench": variant("cuda_graph", cl=True, qkv=True, cudnn_benchmark=False),
         "fp16_cl_qkv_sdpatemporal_cudagraph": variant("cuda_graph", cl=True, qkv=True, short_attention=False),
         "fp16_cl_qkv_unfusednorm_cudagraph": variant("cuda_graph", cl=True, qkv=True, fused_norms=False),
         "fp16_cl_qkv_flash_cudagraph": variant("cuda_graph", cl=True, qkv=True, attention="flash"),
