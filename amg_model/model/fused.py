@@ -164,14 +164,14 @@ if triton is not None:
 
     @triton.jit
     def _geglu_kernel(p_ptr, out_ptr, total_rows, inner, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-        # out[r, c] = p[r, c] * gelu(p[r, inner + c]), exact (erf) GELU
+        # out[r, c] = p[r, c] * gelu(p[r, inner + c]), exact (erf) GELU to float32 rounding
         r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         mask = (r < total_rows)[:, None] & (cols < inner)[None, :]
         base = r.to(tl.int64)[:, None] * (2 * inner) + cols[None, :]
         h = tl.load(p_ptr + base, mask=mask, other=0.0).to(tl.float32)
         g = tl.load(p_ptr + base + inner, mask=mask, other=0.0).to(tl.float32)
-        y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
+        y = small_k._gelu_gated(h, g)
         out = out_ptr + r.to(tl.int64)[:, None] * inner + cols[None, :]
         tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -230,7 +230,7 @@ if triton is not None:
             acc = tl.dot(a, w, acc)
         acc += tl.load(b_ptr + wrow, mask=nmask2, other=0.0).to(tl.float32)[None, :]
         h, g = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N)), (0, 2, 1)))
-        y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
+        y = small_k._gelu_gated(h, g)
         out = out_ptr + rm.to(tl.int64)[:, None] * INNER + rn[None, :]
         tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
 
