@@ -28,6 +28,8 @@ torch convolution runs.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -164,7 +166,11 @@ def measured_config(
     choice = FASTER_THAN_CUDNN.get(problem_key(tuple(x.shape), tuple(weight.shape), frames))
     if choice is None or not tap_conv_applies(x, weight, bias):
         return None
-    block_n, warps, stages = choice
+    return _config(*choice)
+
+
+@functools.cache
+def _config(block_n: int, warps: int, stages: int) -> triton.Config:
     return triton.Config(
         {"BLOCK_N": block_n, "BLOCK_K": 64, "PER_SM": 1}, num_warps=warps, num_stages=stages,
         pre_hook=_tap_conv_blocks,
