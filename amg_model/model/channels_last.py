@@ -188,16 +188,17 @@ def temporal_conv_layer_and_sums(
 def _conv_without_bias(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` without its bias, which the caller adds in a later pass it already makes (a 3x3
     convolution of stride 1 and zero padding 1 through the tap kernel where it runs)."""
-    config = measured_config(x, conv.weight) if _plain_3x3(conv) else None
+    config = _tap_config(conv, x)
     if config is not None:
         return conv3x3(x, conv.weight, config=config)
     return conv._conv_forward(x, conv.weight, None)
 
 
-def _plain_3x3(conv: torch.nn.Conv2d) -> bool:
-    """A 3x3 convolution of stride 1 and zero padding 1 (what :func:`~amg_model.model.tap_conv.conv3x3`
-    computes)."""
-    return (
+def _tap_config(conv: torch.nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None = None):
+    """The tap kernel's configuration for ``conv`` on ``x`` (with ``bias``) where ``conv`` is a 3x3
+    convolution of stride 1 and zero padding 1 (what :func:`~amg_model.model.tap_conv.conv3x3`
+    computes) that the kernel was measured to run faster than cuDNN; else None."""
+    plain_3x3 = (
         conv.kernel_size == (3, 3)
         and conv.stride == (1, 1)
         and conv.padding == (1, 1)
@@ -205,6 +206,7 @@ def _plain_3x3(conv: torch.nn.Conv2d) -> bool:
         and conv.groups == 1
         and conv.padding_mode == "zeros"
     )
+    return measured_config(x, conv.weight, bias) if plain_3x3 else None
 
 
 def _sum_of_biases(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -255,7 +257,7 @@ def resnet_block_and_sums(
         x, skip = torch.cat([x, skip], dim=1), None
     h = group_norm(x, block.norm1, silu=True, sums=sums, concat=skip)
     sums = None  # conv1's output's channel sums per frame, for norm2, where the tap kernel gives them
-    config = measured_config(h, block.conv1.weight) if _plain_3x3(block.conv1) else None
+    config = _tap_config(block.conv1, h)
     if config is not None:
         h, sums = conv3x3_and_sums(h, block.conv1.weight, config=config)
     else:
@@ -445,7 +447,7 @@ def _upsample(up: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None
     else:
         x = F.interpolate(x, size=size, mode="nearest")
     conv = up.conv
-    config = measured_config(x, conv.weight, conv.bias) if _plain_3x3(conv) else None
+    config = _tap_config(conv, x, conv.bias)
     if config is not None:
         return conv3x3(x, conv.weight, conv.bias, config=config)
     return conv(x)

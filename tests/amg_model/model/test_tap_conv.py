@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from triton_interpreter import require_run_time_loop_bounds, run_interpreted
+from triton_interpreter import require_run_time_loop_bounds, run_interpreted, tiny_unet_script
 
 from amg_model.model import tap_conv
 
@@ -285,26 +285,10 @@ def test_temporal_layer_with_the_kernels_channel_sums_under_the_interpreter():
     assert float(err_without) < 1e-2
 
 
-_INTERPRETED_UNET = textwrap.dedent(
-    """
-    import dataclasses
-    import torch
-    from amg_model.model import channels_last, fused, small_k, tap_conv
-    from amg_model.model.tiny import TINY_CONTEXT_DIM, tiny_unet, tiny_unet_config
+_INTERPRETED_UNET = tiny_unet_script(
     # 64 and 128 channels (the tap kernel's multiples of 64), 8 groups (fewer interpreted programs)
-    config = dataclasses.replace(
-        tiny_unet_config(), block_out_channels=(64, 128), attention_head_dim=32, norm_num_groups=8
-    )
-    unet = tiny_unet(seed=3, config=config).unet.eval()
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(1, 8, 2, 8, 8, generator=g)
-    sample, t = torch.cat([x, x]), torch.tensor([300, 300])  # guidance: one video, two texts
-    context = torch.randn(2, 7, TINY_CONTEXT_DIM, generator=g)
-    with torch.no_grad():
-        ref = unet(sample, t, encoder_hidden_states=context).sample  # diffusers, float32
-    fused._use_triton = small_k._use_triton = lambda *tensors: True  # the kernels, interpreted
-    for kernel in (tap_conv._tap_conv_kernel, small_k._geglu_tma_paired_kernel, small_k._linear_tma_kernel):
-        kernel.configs = kernel.configs[:1]  # no autotuning
+    "block_out_channels=(64, 128), attention_head_dim=32, norm_num_groups=8",
+    """
     def every(x, weight, bias=None, frames=None):  # the kernel for every convolution it can take
         return tap_conv._tap_conv_kernel.configs[0] if tap_conv.tap_conv_applies(x, weight, bias) else None
     channels_last.measured_config = every
@@ -314,13 +298,8 @@ _INTERPRETED_UNET = textwrap.dedent(
         norms[kwargs.get("sums") is not None] += 1
         return group_norm_tokens(*args, **kwargs)
     channels_last.group_norm_tokens = counted
-    unet = channels_last.to_channels_last(unet.half())
-    channels_last.fuse_projections(unet)
-    with torch.no_grad():
-        sample = sample.half().contiguous(memory_format=torch.channels_last_3d)
-        out = channels_last.unet_forward(unet, sample, t, context.half(), input_copies=2)
-    print(norms[True], norms[False], ((out.float() - ref).norm() / ref.norm()).item())
-    """
+    """,
+    "norms[True], norms[False]",
 )
 
 
