@@ -114,6 +114,7 @@ def group_norm(
     silu: bool = False,
     offset: torch.Tensor | None = None,
     sums: ChannelSums | None = None,
+    concat: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GroupNorm (optionally followed by SiLU) of a channels-last ``[B*F, C, H, W]`` tensor.
 
@@ -121,14 +122,19 @@ def group_norm(
     temporal layers' GroupNorm over ``[B, C, F, H, W]``. Statistics are accumulated in float32.
     ``offset [B*F / frames, C]`` is added to ``x`` first (without materialising the sum); an offset
     with fewer rows is shared by consecutive videos (:func:`~amg_model.model.fused.group_norm_tokens`);
-    ``sums``: ``x``'s channel sums per video from the convolution that wrote it.
+    ``sums``: ``x``'s channel sums per video from the convolution that wrote it. ``concat [B*F, C2, H,
+    W]``: normalise the channel concatenation of ``x`` and ``concat`` (without writing it where the
+    kernels run).
     """
     n, c, h, w = x.shape
     t = _tokens(x).reshape(n // frames, frames * h * w, c)
+    if concat is not None:
+        concat = _tokens(concat).reshape(n // frames, frames * h * w, concat.shape[1])
     y = group_norm_tokens(
-        t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu, offset=offset, sums=sums
-    )
-    return _image(y.view(n, h * w, c), h, w)
+        t, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu, offset=offset, sums=sums,
+        concat=concat,
+    )  # fmt: skip
+    return _image(y.view(n, h * w, y.shape[-1]), h, w)
 
 
 def _temporal_conv3d(
@@ -218,12 +224,38 @@ def resnet_block(block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tenso
     return resnet_block_and_sums(block, x, temb_silu)[0]
 
 
+def _shortcut_of_concat(conv: torch.nn.Conv2d, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor | None:
+    """A 1x1 convolution (no bias) of the channel concatenation of ``x`` and ``skip`` as two matrix
+    products over the token views, the second adding into the first's output (no concatenated
+    copy); None for other convolutions."""
+    if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 or conv.padding != (0, 0):
+        return None
+    n, c1, h, w = x.shape
+    weight = conv.weight.view(conv.weight.shape[0], -1)  # [Cout, C1 + C2]
+    out = F.linear(_tokens(x), weight[:, :c1])
+    out.view(-1, out.shape[-1]).addmm_(_tokens(skip).reshape(-1, skip.shape[1]), weight[:, c1:].t())
+    return _image(out, h, w)
+
+
 def resnet_block_and_sums(
-    block: torch.nn.Module, x: torch.Tensor, temb_silu: torch.Tensor, sums: ChannelSums | None = None
+    block: torch.nn.Module,
+    x: torch.Tensor,
+    temb_silu: torch.Tensor,
+    sums: ChannelSums | None = None,
+    skip: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ChannelSums | None]:
     """:func:`resnet_block`, and its output's channel sums per frame where the residual kernel gives
-    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame."""
-    h = group_norm(x, block.norm1, silu=True, sums=sums)
+    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame.
+
+    ``skip``: the block's input is the channel concatenation of ``x`` and ``skip`` (an up block's skip
+    connection); its GroupNorm and its 1x1 shortcut read the two parts, so the concatenation is not
+    written (where the shortcut is not a 1x1 convolution it is)."""
+    shortcut = None
+    if skip is not None and block.conv_shortcut is not None:
+        shortcut = _shortcut_of_concat(block.conv_shortcut, x, skip)
+    if skip is not None and shortcut is None:
+        x, skip = torch.cat([x, skip], dim=1), None
+    h = group_norm(x, block.norm1, silu=True, sums=sums, concat=skip)
     sums = None  # conv1's output's channel sums per frame, for norm2, where the tap kernel gives them
     config = _tap_config(block.conv1, h)
     if config is not None:
@@ -237,7 +269,8 @@ def resnet_block_and_sums(
     h = _conv_without_bias(block.conv2, h)
     out_bias = block.conv2.bias
     if block.conv_shortcut is not None:
-        shortcut = _conv_without_bias(block.conv_shortcut, x)
+        if shortcut is None:
+            shortcut = _conv_without_bias(block.conv_shortcut, x)
         out_bias = _sum_of_biases(out_bias, block.conv_shortcut.bias)
     else:
         shortcut = x
@@ -520,8 +553,7 @@ def unet_forward(
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x = torch.cat([x, skips.pop()], dim=1)
-            x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+            x, sums = resnet_block_and_sums(resnet, x, temb_silu, skip=skips.pop())
             x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
                 x = transformers(attn, temp_attn, x, sums)

@@ -44,9 +44,10 @@ if triton is not None:
 
     @triton.jit
     def _channel_sums_kernel(
-        x_ptr, sum_ptr, sq_ptr, rows, chunks, C,
+        x_ptr, sum_ptr, sq_ptr, rows, chunks, C, C_OUT,
         ROWS_PER_CHUNK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
     ):  # fmt: skip
+        # x [B, rows, C] -> sums [B, chunks, C_OUT] (its first C columns; the rest: another part's)
         b = tl.program_id(0)
         chunk = tl.program_id(1)
         cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -61,7 +62,7 @@ if triton is not None:
             v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
             acc += tl.sum(v, axis=0)
             acc2 += tl.sum(v * v, axis=0)
-        out = (b * chunks + chunk) * C + cols
+        out = (b * chunks + chunk) * C_OUT + cols
         tl.store(sum_ptr + out, acc, mask=cmask)
         tl.store(sq_ptr + out, acc2, mask=cmask)
 
@@ -105,18 +106,26 @@ if triton is not None:
 
     @triton.jit
     def _scale_shift_kernel(
-        x_ptr, y_ptr, scale_ptr, shift_ptr, rows, total_rows, C, P, F,
+        x_ptr, x2_ptr, y_ptr, scale_ptr, shift_ptr, rows, total_rows, C, C1, P, F,
         SILU: tl.constexpr, SWAP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
     ):  # fmt: skip
+        # the input: columns [0, C1) of x [rows, C1] and [C1, C) of x2 [rows, C - C1] (their
+        # concatenation, never materialised); a column block lies in one of them (BLOCK_C divides C1)
         r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        col0 = tl.program_id(1) * BLOCK_C
+        cols = col0 + tl.arange(0, BLOCK_C)
         rmask = r < total_rows
         mask = rmask[:, None] & (cols < C)[None, :]
         b = r // rows
         par = b[:, None] * C + cols[None, :]
         s = tl.load(scale_ptr + par, mask=mask, other=0.0)
         t = tl.load(shift_ptr + par, mask=mask, other=0.0)
-        v = tl.load(x_ptr + r.to(tl.int64)[:, None] * C + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        if col0 < C1:
+            v = tl.load(x_ptr + r.to(tl.int64)[:, None] * C1 + cols[None, :], mask=mask, other=0.0)
+        else:
+            offs = r.to(tl.int64)[:, None] * (C - C1) + (cols - C1)[None, :]
+            v = tl.load(x2_ptr + offs, mask=mask, other=0.0)
+        v = v.to(tl.float32)
         y = v * s + t
         if SILU:
             y = y * tl.sigmoid(y)
@@ -155,14 +164,14 @@ if triton is not None:
 
     @triton.jit
     def _geglu_kernel(p_ptr, out_ptr, total_rows, inner, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-        # out[r, c] = p[r, c] * gelu(p[r, inner + c]), exact (erf) GELU
+        # out[r, c] = p[r, c] * gelu(p[r, inner + c]), exact (erf) GELU to float32 rounding
         r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         mask = (r < total_rows)[:, None] & (cols < inner)[None, :]
         base = r.to(tl.int64)[:, None] * (2 * inner) + cols[None, :]
         h = tl.load(p_ptr + base, mask=mask, other=0.0).to(tl.float32)
         g = tl.load(p_ptr + base + inner, mask=mask, other=0.0).to(tl.float32)
-        y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
+        y = small_k._gelu_gated(h, g)
         out = out_ptr + r.to(tl.int64)[:, None] * inner + cols[None, :]
         tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -221,7 +230,7 @@ if triton is not None:
             acc = tl.dot(a, w, acc)
         acc += tl.load(b_ptr + wrow, mask=nmask2, other=0.0).to(tl.float32)[None, :]
         h, g = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N)), (0, 2, 1)))
-        y = h * (0.5 * g * (1.0 + tl.erf(g * 0.7071067811865476)))
+        y = small_k._gelu_gated(h, g)
         out = out_ptr + rm.to(tl.int64)[:, None] * INNER + rn[None, :]
         tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
 
@@ -305,6 +314,7 @@ def group_norm_tokens(
     swap_frames: int = 0,
     offset: torch.Tensor | None = None,
     sums: ChannelSums | None = None,
+    concat: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GroupNorm of token arrays ``x [B, S, C]``: statistics per video and group of channels.
 
@@ -317,11 +327,24 @@ def group_norm_tokens(
             ``[B, P*F, C]`` rows ordered ``[P, F]`` (the temporal transformers' order), in the same pass.
         sums: ``x``'s channel sums from the kernel that wrote it (used where the Triton kernels run);
             None: a first pass over ``x`` computes them.
+        concat: ``[B, S, C2]``: normalise the channel concatenation of ``x`` and ``concat`` (a skip
+            connection), without writing it where the Triton kernels run; not with ``sums``.
 
     Returns:
-        ``[B, S, C]`` in ``x``'s dtype (statistics in float32).
+        ``[B, S, C]`` (``C + C2`` with ``concat``) in ``x``'s dtype (statistics in float32).
     """
+    if concat is not None:
+        if sums is not None or concat.shape[:2] != x.shape[:2] or concat.dtype != x.dtype:
+            raise ValueError(
+                f"cannot concatenate {tuple(concat.shape)} {concat.dtype} to {tuple(x.shape)} "
+                f"{x.dtype} token arrays (or given channel sums) for a GroupNorm"
+            )
+        if not _use_triton(x, concat) or x.shape[2] % 16:
+            x, concat = torch.cat([x, concat], dim=2), None
     b, s, c = x.shape
+    c1 = c
+    if concat is not None:
+        c += concat.shape[2]
     g = num_groups
     if offset is not None and (
         offset.ndim != 2 or offset.shape[1] != c or not offset.shape[0] or b % offset.shape[0]
@@ -334,13 +357,18 @@ def group_norm_tokens(
             offset = offset.repeat_interleave(b // offset.shape[0], dim=0)
         return _group_norm_tokens_torch(x, g, weight, bias, eps, silu, swap_frames, offset)
     x = x.contiguous()
+    parts = [(x, 0, c1)] if concat is None else [(x, 0, c1), (concat.contiguous(), c1, c - c1)]
     block_c = _blocks(c)
+    if concat is not None:  # a power of two dividing c1: no column block spans both parts
+        block_c = min(block_c, c1 & -c1)
     if sums is None:
         chunks = triton.cdiv(s, 64)  # of 64 rows
         sums = ChannelSums(*torch.empty(2, b, chunks, c, device=x.device, dtype=torch.float32))
-        _channel_sums_kernel[(b, chunks, triton.cdiv(c, block_c))](
-            x, sums.sums, sums.squares, s, chunks, c, ROWS_PER_CHUNK=64, BLOCK_R=64, BLOCK_C=block_c
-        )
+        for part, first, width in parts:
+            _channel_sums_kernel[(b, chunks, triton.cdiv(width, block_c))](
+                part, sums.sums[..., first:], sums.squares[..., first:], s, chunks, width, c,
+                ROWS_PER_CHUNK=64, BLOCK_R=64, BLOCK_C=block_c,
+            )  # fmt: skip
     elif sums.sums.shape[0] != b or sums.sums.shape[2] != c or sums.squares.shape != sums.sums.shape:
         raise ValueError(
             f"channel sums of shape {tuple(sums.sums.shape)} do not fit {b} videos of {c} channels"
@@ -361,10 +389,10 @@ def group_norm_tokens(
         chunks, CHUNKS_P2=triton.next_power_of_2(chunks), HAS_OFFSET=offset is not None, BLOCK_K=64,
         BLOCK_CG=triton.next_power_of_2(cg),
     )  # fmt: skip
-    y = torch.empty_like(x)
+    y = x.new_empty(b, s, c)
     frames = swap_frames or 1
     _scale_shift_kernel[(triton.cdiv(b * s, 32), triton.cdiv(c, block_c))](
-        x, y, scale, shift, s, b * s, c, s // frames, frames,
+        x, parts[-1][0], y, scale, shift, s, b * s, c, c1, s // frames, frames,
         SILU=silu, SWAP=swap_frames > 0, BLOCK_R=32, BLOCK_C=block_c,
     )  # fmt: skip
     return y

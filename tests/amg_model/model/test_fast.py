@@ -145,6 +145,34 @@ def test_channels_last_group_norm_over_frames_equals_torch():
     torch.testing.assert_close(group_norm(x, norm, silu=True), torch.nn.functional.silu(norm(x)))
 
 
+@pytest.mark.parametrize("shortcut_kernel", [1, 3])
+def test_resnet_block_of_a_skip_concatenation_equals_diffusers(shortcut_kernel):
+    """An up block's ResNet given its input as two parts (the skip connection not concatenated; a
+    1x1 shortcut as two products, another shortcut on the concatenation) is diffusers' block on the
+    concatenated input."""
+    from diffusers.models.resnet import ResnetBlock2D
+
+    from amg_model.model.channels_last import resnet_block_and_sums, to_channels_last
+
+    torch.manual_seed(0)
+    block = ResnetBlock2D(in_channels=48, out_channels=32, temb_channels=24, groups=8).eval()
+    if shortcut_kernel != 1:
+        block.conv_shortcut = torch.nn.Conv2d(48, 32, shortcut_kernel, padding=shortcut_kernel // 2)
+    for p in block.parameters():
+        p.data.normal_(0.0, 0.2)
+    to_channels_last(block)
+    cl = torch.channels_last
+    x, skip = (
+        torch.randn(6, 32, 5, 4).contiguous(memory_format=cl),
+        torch.randn(6, 16, 5, 4).contiguous(memory_format=cl),
+    )
+    temb = torch.randn(2, 24)  # 2 videos of 3 frames
+    with torch.no_grad():
+        ref = block(torch.cat([x, skip], 1), temb.repeat_interleave(3, 0))
+        out, _ = resnet_block_and_sums(block, x, torch.nn.functional.silu(temb), skip=skip)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
 def test_fused_projections_keep_the_function_and_the_state_dict(unet):
     from amg_model.model.channels_last import fuse_projections, unet_forward
 

@@ -52,6 +52,17 @@ def test_a_group_norm_offset_row_is_shared_by_consecutive_videos():
         fused.group_norm_tokens(x, 4, w, b, 1e-5, offset=torch.zeros(4, 16))
 
 
+def test_group_norm_of_a_concatenation_is_the_group_norm_of_the_concatenated_tokens():
+    g = torch.Generator().manual_seed(5)
+    x, skip = torch.randn(2, 12, 48, generator=g) * 2 + 1, torch.randn(2, 12, 16, generator=g)
+    w, b = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    out = fused.group_norm_tokens(x, 8, w, b, 1e-5, silu=True, concat=skip)
+    expected = _reference(torch.cat([x, skip], dim=2), 8, w, b, 1e-5, True, 0)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="cannot concatenate"):
+        fused.group_norm_tokens(x, 8, w, b, 1e-5, concat=skip[:, :6])
+
+
 def test_add_bias_residual_adds_both_in_place():
     y = torch.randn(2, 6, 3, 5).contiguous(memory_format=torch.channels_last)
     r, bias = torch.randn(2, 6, 3, 5), torch.randn(6)
@@ -128,9 +139,9 @@ _INTERPRETED = textwrap.dedent(
     def worse(a, b):  # the larger error; a NaN is kept (max() would drop it)
         return b if b != b or b > a else a
     torch.manual_seed(0)
-    worst = 0.0
+    worst, concats = 0.0, 0
     # the last: 70 chunks of 64 rows per video (more than one block of chunks, not a power of two)
-    for b, f, p, c, g in [(2, 3, 7, 40, 4), (1, 2, 5, 20, 2), (2, 4, 9, 200, 8), (1, 70, 64, 8, 2)]:
+    for b, f, p, c, g in [(2, 3, 7, 48, 4), (1, 2, 5, 20, 2), (2, 4, 9, 200, 8), (1, 70, 64, 8, 2)]:
         x = torch.randn(b, f * p, c) * 2 + 1
         w, bias = torch.randn(c), torch.randn(c)
         for silu in (False, True):
@@ -141,6 +152,14 @@ _INTERPRETED = textwrap.dedent(
                 if swap:
                     ref = ref.view(b, f, p, c).transpose(1, 2).reshape(b, f * p, c)
                 worst = worse(worst, (out - ref).abs().max().item())
+        if c % 16 == 0:  # the channel concatenation of x and a second part, never written
+            for c2 in (16, 48):
+                x2, w2, bias2 = torch.randn(b, f * p, c2) - 1, torch.randn(c + c2), torch.randn(c + c2)
+                out = fused.group_norm_tokens(x, g, w2, bias2, 1e-6, True, 0, concat=x2)
+                both = torch.cat([x, x2], 2).transpose(1, 2)
+                ref = torch.nn.functional.group_norm(both, g, w2, bias2, 1e-6)
+                worst = worse(worst, (out - torch.nn.functional.silu(ref.transpose(1, 2))).abs().max().item())
+                concats += 1
         offset = torch.randn(b, c) * 3
         out = fused.group_norm_tokens(x, g, w, bias, 1e-6, True, 0, offset)
         ref = torch.nn.functional.group_norm((x + offset[:, None]).transpose(1, 2), g, w, bias, 1e-6)
@@ -175,7 +194,7 @@ _INTERPRETED = textwrap.dedent(
             pairs = (sums.sums.sum(1), tokens.sum(1)), (sums.squares.sum(1), tokens.square().sum(1))
             for got, ref in pairs:
                 worst = worse(worst, ((got - ref).abs() / (1 + ref.abs())).max().item())
-    print(worst)
+    print(worst, concats)
     worst_ln = {torch.float32: 0.0, torch.float16: 0.0}  # of |out - ref| / (1 + |ref|)
     for shape in [(3, 7, 40), (13, 320), (1, 320)]:  # rows not a multiple of the programs' rows
         c = shape[-1]
@@ -226,7 +245,9 @@ def test_triton_kernels_under_the_interpreter():
     transposes."""
     pytest.importorskip("triton")
     lines = run_interpreted(_INTERPRETED)
-    assert float(lines[-3]) < 1e-5
+    worst, concats = lines[-3].split()
+    assert float(worst) < 1e-5
+    assert int(concats) == 2  # GroupNorms of a concatenation through the kernels
     worst_fp32, worst_fp16 = map(float, lines[-2].split())
     assert worst_fp32 < 1e-5
     assert worst_fp16 < 2e-3
@@ -331,6 +352,11 @@ def test_triton_kernels_on_cuda_match_the_torch_versions():
     offset = torch.randn(2, 320, device="cuda")
     out = fused.group_norm_tokens(x, 32, w, b, 1e-6, True, 0, offset).float()
     ref = _reference(x.float() + offset[:, None], 32, w, b, 1e-6, True, 0)
+    assert (out - ref).abs().max() < 1e-2 * ref.abs().max()
+    skip = torch.randn(2, 16 * 64, 640, device="cuda").half()  # an up block's skip connection
+    w3, b3 = torch.randn(960, device="cuda"), torch.randn(960, device="cuda")
+    out = fused.group_norm_tokens(x, 32, w3, b3, 1e-6, True, concat=skip).float()
+    ref = _reference(torch.cat([x, skip], 2).float(), 32, w3, b3, 1e-6, True, 0)
     assert (out - ref).abs().max() < 1e-2 * ref.abs().max()
 
 
