@@ -16,7 +16,7 @@ The ``_and_sums`` variants also return the output's channel sums per frame or vi
 in the kernel's epilogue, so that the GroupNorm that follows need not read the output for its
 statistics (:class:`~amg_model.model.fused.ChannelSums`).
 
-The UNet sends a convolution here only where the kernel was measured faster than cuDNN
+The UNet sends a convolution here only where the kernel made the guided call faster than cuDNN
 (:func:`measured_config`, :data:`FASTER_THAN_CUDNN`); the others stay with torch.
 
 One persistent program per multiprocessor (or two) loops over output tiles of 128 positions and
@@ -137,8 +137,10 @@ def tap_conv_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 # The UNet's convolutions where the tap kernel was faster than cuDNN on an H100 (one 16-frame 256x256
 # clip with guidance; `bench/tap_conv_bench.py`, `bench/RESULTS.md`), with the configuration autotuning
-# chose there: (T1, T2, N0, D1, D2, C, Cout) -> (BLOCK_N, num_warps, num_stages). At the UNet's other
-# convolutions cuDNN was as fast or faster (by up to 2x at 4x4 pixels), so they stay with torch.
+# chose there: (T1, T2, N0, D1, D2, C, Cout) -> (BLOCK_N, num_warps, num_stages). One is slower alone but
+# faster in the graph: cuDNN puts a memset node before each of its calls there, and the tap kernel
+# writes the next GroupNorm's channel sums. At the UNet's other convolutions cuDNN was as fast or faster
+# (by up to 2x at 4x4 pixels), so they stay with torch.
 FASTER_THAN_CUDNN = {
     (3, 1, 2, 16, 256, 640, 640): (128, 8, 4),  # 1.06x, 20 per UNet call
     (3, 1, 2, 16, 64, 1280, 1280): (256, 8, 3),  # 1.12x, 20
