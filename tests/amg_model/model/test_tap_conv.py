@@ -7,7 +7,12 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from triton_interpreter import require_run_time_loop_bounds, run_interpreted, tiny_unet_script
+from triton_interpreter import (
+    ROUTE_EVERY_CONVOLUTION,
+    require_run_time_loop_bounds,
+    run_interpreted,
+    tiny_unet_script,
+)
 
 from amg_model.model import tap_conv
 
@@ -250,9 +255,7 @@ _INTERPRETED_LAYER = textwrap.dedent(
         kernel_call()
         return [1.0, 1.0, 1.0]
     tap_conv._tap_conv_kernel._do_bench = once
-    def every(x, weight, bias=None, frames=None):  # the kernel for every convolution it can take
-        return tap_conv._tap_conv_kernel.configs[0] if tap_conv.tap_conv_applies(x, weight, bias) else None
-    channels_last.measured_config = every
+    {route}
     torch.manual_seed(0)
     videos, frames, c, h, w = 2, 3, 64, 4, 4
     layer = TemporalConvLayer(c, c, norm_num_groups=32).eval()
@@ -271,7 +274,7 @@ _INTERPRETED_LAYER = textwrap.dedent(
     print(sums is not None, (with_sums.float() - ref).abs().max().item() / scale,
           (without.float() - ref).abs().max().item() / scale)
     """
-)
+).replace("{route}\n", ROUTE_EVERY_CONVOLUTION.lstrip("\n"))
 
 
 def test_temporal_layer_with_the_kernels_channel_sums_under_the_interpreter():
@@ -288,17 +291,17 @@ def test_temporal_layer_with_the_kernels_channel_sums_under_the_interpreter():
 _INTERPRETED_UNET = tiny_unet_script(
     # 64 and 128 channels (the tap kernel's multiples of 64), 8 groups (fewer interpreted programs)
     "block_out_channels=(64, 128), attention_head_dim=32, norm_num_groups=8",
-    """
-    def every(x, weight, bias=None, frames=None):  # the kernel for every convolution it can take
-        return tap_conv._tap_conv_kernel.configs[0] if tap_conv.tap_conv_applies(x, weight, bias) else None
-    channels_last.measured_config = every
-    norms = {True: 0, False: 0}  # GroupNorms given channel sums, and not
-    group_norm_tokens = channels_last.group_norm_tokens
-    def counted(*args, **kwargs):
-        norms[kwargs.get("sums") is not None] += 1
-        return group_norm_tokens(*args, **kwargs)
-    channels_last.group_norm_tokens = counted
-    """,
+    ROUTE_EVERY_CONVOLUTION
+    + textwrap.dedent(
+        """
+        norms = {True: 0, False: 0}  # GroupNorms given channel sums, and not
+        group_norm_tokens = channels_last.group_norm_tokens
+        def counted(*args, **kwargs):
+            norms[kwargs.get("sums") is not None] += 1
+            return group_norm_tokens(*args, **kwargs)
+        channels_last.group_norm_tokens = counted
+        """
+    ),
     "norms[True], norms[False]",
 )
 

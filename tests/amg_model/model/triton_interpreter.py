@@ -72,6 +72,15 @@ print({report}, ((out.float() - ref).norm() / ref.norm()).item())
 """
 
 
+ROUTE_EVERY_CONVOLUTION = """
+def every(x, weight, bias=None, frames=None):  # the tap kernel for every convolution it can take
+    return tap_conv._tap_conv_kernel.configs[0] if tap_conv.tap_conv_applies(x, weight, bias) else None
+channels_last.measured_config = every
+"""
+"""Script lines (after ``channels_last`` and ``tap_conv`` are imported) that send every convolution the
+tap kernel can take to it, not only the table's measured shapes."""
+
+
 def tiny_unet_script(config: str, instrument: str, report: str) -> str:
     """Code for :func:`run_interpreted`: the tiny UNet (``tiny_unet_config()`` with the field changes
     ``config``) in float32 through diffusers, then in fp16 through the channels-last forward with
