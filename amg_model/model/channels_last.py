@@ -42,7 +42,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from amg_model.model import small_k
+from amg_model.model import cublaslt, small_k
 from amg_model.model.attention import Attention, sdpa_attention
 from amg_model.model.fused import (
     ChannelSums,
@@ -232,8 +232,9 @@ def _shortcut_of_concat(conv: torch.nn.Conv2d, x: torch.Tensor, skip: torch.Tens
         return None
     n, c1, h, w = x.shape
     weight = conv.weight.view(conv.weight.shape[0], -1)  # [Cout, C1 + C2]
-    out = F.linear(_tokens(x), weight[:, :c1])
-    out.view(-1, out.shape[-1]).addmm_(_tokens(skip).reshape(-1, skip.shape[1]), weight[:, c1:].t())
+    out = cublaslt.linear(_tokens(x), weight[:, :c1])
+    skip_tokens = _tokens(skip).reshape(-1, skip.shape[1])
+    cublaslt.add_linear_(out.view(-1, out.shape[-1]), skip_tokens, weight[:, c1:])
     return _image(out, h, w)
 
 
@@ -264,7 +265,7 @@ def resnet_block_and_sums(
         h = block.conv1._conv_forward(h, block.conv1.weight, None)
     proj = block.time_emb_proj
     offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
-    t = F.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
+    t = cublaslt.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
     h = group_norm(h, block.norm2, silu=True, offset=t, sums=sums)  # norm2(h + t)
     h = _conv_without_bias(block.conv2, h)
     out_bias = block.conv2.bias
@@ -289,12 +290,12 @@ def _attention(
     """diffusers ``Attention`` on tokens ``x [N, L, C]``; ``context [B, M, D]`` is shared by ``frames``."""
     fused = getattr(attn, "amg_fused_weight", None)
     if fused is not None and context is None:
-        q, k, v = F.linear(x, fused).chunk(3, dim=-1)
+        q, k, v = cublaslt.linear(x, fused).chunk(3, dim=-1)
     else:
         q = attn.to_q(x)
         source = x if context is None else context
         if fused is not None:
-            k, v = F.linear(source, fused).chunk(2, dim=-1)
+            k, v = cublaslt.linear(source, fused).chunk(2, dim=-1)
         else:
             k, v = attn.to_k(source), attn.to_v(source)
         if context is not None and frames > 1:
@@ -327,7 +328,7 @@ def _add_linear_(residual: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linea
     """``residual += x @ linear.weight.T`` in place, one matrix product that reads the residual in its
     epilogue (out of place, torch would first copy the residual); the layer's bias is not added:
     ``residual`` carries it. ``residual`` must be contiguous as rows of its last dimension."""
-    residual.view(-1, residual.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), linear.weight.t())
+    cublaslt.add_linear_(residual.view(-1, residual.shape[-1]), x.reshape(-1, x.shape[-1]), linear.weight)
     return residual
 
 
@@ -395,7 +396,7 @@ def spatial_transformer(
     if fused_norms and copies == 1:
         # x, the block's input, is not used after it: the output overwrites it
         return _image(_add_linear_(_tokens(x), t, model.proj_out), h, w), model.proj_out.bias
-    out = _image(model.proj_out(t), h, w)
+    out = _image(_linear(model.proj_out, t), h, w)
     out.view(-1, n, c, h, w).add_(x)  # x is the residual of every copy
     return out, None
 
