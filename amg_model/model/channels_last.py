@@ -84,6 +84,71 @@ def fuse_projections(unet: torch.nn.Module) -> int:
     return count
 
 
+def fuse_time_projections(unet: torch.nn.Module) -> int:
+    """Store every ResNet block's time-embedding projection as rows of one matrix and one bias
+    vector, and the blocks' first-convolution biases as parts of one vector, so that one matrix
+    product at the start of :func:`unet_forward` gives every block's GroupNorm offset (instead of one
+    small product and one bias sum per block).
+
+    As :func:`fuse_projections`, the layers keep their parameters as views into the fused tensors
+    (non-persistent buffers of ``unet``): no memory is added and the state dict is unchanged. Returns
+    the number of blocks fused (0 where their projections differ in width or lack a bias).
+    """
+    blocks = [m for m in unet.modules() if getattr(m, "time_emb_proj", None) is not None]
+    if not blocks or any(
+        m.time_emb_proj.bias is None
+        or getattr(m.conv1, "bias", None) is None
+        or m.time_emb_proj.weight.shape[1] != blocks[0].time_emb_proj.weight.shape[1]
+        or getattr(m, "time_embedding_norm", "default") != "default"
+        for m in blocks
+    ):
+        return 0
+    weight = torch.cat([m.time_emb_proj.weight.data for m in blocks])
+    proj_bias = torch.cat([m.time_emb_proj.bias.data for m in blocks])
+    conv_bias = torch.cat([m.conv1.bias.data for m in blocks])
+    start = 0
+    for m in blocks:
+        stop = start + m.time_emb_proj.weight.shape[0]
+        m.time_emb_proj.weight.data = weight[start:stop]
+        m.time_emb_proj.bias.data = proj_bias[start:stop]
+        m.conv1.bias.data = conv_bias[start:stop]
+        m.amg_time_rows = (start, stop)
+        start = stop
+    unet.register_buffer("amg_time_weight", weight, persistent=False)
+    unet.register_buffer("amg_time_bias", proj_bias, persistent=False)
+    unet.register_buffer("amg_conv1_bias", conv_bias, persistent=False)
+    return len(blocks)
+
+
+class TimeOffsets:
+    """Each ResNet block's GroupNorm offset ``silu(temb) @ W^T + b + conv1 bias`` (``[B, C]``): one
+    matrix product for all blocks of a UNet fused by :func:`fuse_time_projections`, else one per block.
+
+    ``temb_silu`` is ``silu(time embedding)``, ``[B, D]``, one row per video."""
+
+    def __init__(self, unet: torch.nn.Module | None, temb_silu: torch.Tensor):
+        self.temb_silu = temb_silu
+        self.fused = None
+        weight = getattr(unet, "amg_time_weight", None)
+        if weight is not None:
+            self.fused = cublaslt.linear(temb_silu, weight, unet.amg_time_bias + unet.amg_conv1_bias)
+
+    def repeat(self, copies: int) -> None:
+        """Repeat the videos ``copies`` times (``repeat_batch``), as the activations are."""
+        self.temb_silu = repeat_batch(self.temb_silu, copies)
+        if self.fused is not None:
+            self.fused = repeat_batch(self.fused, copies)
+
+    def of(self, block: torch.nn.Module) -> torch.Tensor:
+        """``block``'s offset."""
+        rows = getattr(block, "amg_time_rows", None)
+        if self.fused is not None and rows is not None:
+            return self.fused[:, rows[0] : rows[1]]
+        proj = block.time_emb_proj
+        offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
+        return cublaslt.linear(self.temb_silu, proj.weight, offset_bias)
+
+
 def to_channels_last(unet: torch.nn.Module) -> torch.nn.Module:
     """Store every convolution weight of ``unet`` channels-last (2D) or channels-last-3d (3D), in
     place; returns ``unet``."""
@@ -241,12 +306,13 @@ def _shortcut_of_concat(conv: torch.nn.Conv2d, x: torch.Tensor, skip: torch.Tens
 def resnet_block_and_sums(
     block: torch.nn.Module,
     x: torch.Tensor,
-    temb_silu: torch.Tensor,
+    temb_silu: torch.Tensor | TimeOffsets,
     sums: ChannelSums | None = None,
     skip: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ChannelSums | None]:
     """:func:`resnet_block`, and its output's channel sums per frame where the residual kernel gives
-    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame.
+    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame. ``temb_silu``
+    may also come as the :class:`TimeOffsets` of the forward.
 
     ``skip``: the block's input is the channel concatenation of ``x`` and ``skip`` (an up block's skip
     connection); its GroupNorm and its 1x1 shortcut read the two parts, so the concatenation is not
@@ -263,9 +329,9 @@ def resnet_block_and_sums(
         h, sums = conv3x3_and_sums(h, block.conv1.weight, config=config)
     else:
         h = block.conv1._conv_forward(h, block.conv1.weight, None)
-    proj = block.time_emb_proj
-    offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
-    t = cublaslt.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
+    if isinstance(temb_silu, torch.Tensor):
+        temb_silu = TimeOffsets(None, temb_silu)
+    t = temb_silu.of(block)  # [B, C]
     h = group_norm(h, block.norm2, silu=True, offset=t, sums=sums)  # norm2(h + t)
     h = _conv_without_bias(block.conv2, h)
     out_bias = block.conv2.bias
@@ -505,7 +571,7 @@ def unet_forward(
         timestep = timestep[None]
     b_in = b // input_copies  # videos computed until the first cross-attention
     temb = unet.time_proj(timestep.expand(b)[:b_in]).to(sample.dtype)
-    temb_silu = F.silu(unet.time_embedding(temb))
+    time = TimeOffsets(unet, F.silu(unet.time_embedding(temb)))
     x = sample[:b_in].transpose(1, 2).reshape(b_in * frames, -1, height, width)
     # conv_in's bias rides on the first temporal transformer's GroupNorm and residual add (cuDNN adds
     # it in a pass of its own, a third of this convolution's time)
@@ -520,10 +586,10 @@ def unet_forward(
         attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor, sums: ChannelSums | None
     ) -> torch.Tensor:
         """A layer's spatial transformer (with the cross-attention) and temporal transformer."""
-        nonlocal copies, temb_silu, skips
+        nonlocal copies, skips
         x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies, sums)
         if copies > 1:  # from here on every copy has its own activations
-            temb_silu = repeat_batch(temb_silu, copies)
+            time.repeat(copies)
             skips = [repeat_batch(s, copies) for s in skips]
             copies = 1
         return temporal_transformer(temp_attn, x, temporal, frames, fused_norms, input_bias=bias)
@@ -532,7 +598,7 @@ def unet_forward(
     for block in unet.down_blocks:
         sums = None
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x, sums = resnet_block_and_sums(resnet, x, temb_silu, sums)
+            x, sums = resnet_block_and_sums(resnet, x, time, sums)
             x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
                 x, sums = transformers(attn, temp_attn, x, sums), None
@@ -543,18 +609,18 @@ def unet_forward(
             skips.append(x)
 
     mid = unet.mid_block
-    x, sums = resnet_block_and_sums(mid.resnets[0], x, temb_silu)
+    x, sums = resnet_block_and_sums(mid.resnets[0], x, time)
     x, sums = temporal_conv_layer_and_sums(mid.temp_convs[0], x, frames, sums)
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
         x = transformers(attn, temp_attn, x, sums)
-        x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+        x, sums = resnet_block_and_sums(resnet, x, time)
         x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x, sums = resnet_block_and_sums(resnet, x, temb_silu, skip=skips.pop())
+            x, sums = resnet_block_and_sums(resnet, x, time, skip=skips.pop())
             x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
                 x = transformers(attn, temp_attn, x, sums)

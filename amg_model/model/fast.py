@@ -23,7 +23,12 @@ from collections.abc import Callable
 import torch
 
 from amg_model.model.attention import flash_attention, sdpa_attention
-from amg_model.model.channels_last import fuse_projections, to_channels_last, unet_forward
+from amg_model.model.channels_last import (
+    fuse_projections,
+    fuse_time_projections,
+    to_channels_last,
+    unet_forward,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +149,7 @@ class FastUNet:
         autocast: keep weights in ``dtype`` but run under fp16 autocast (the original release's
             way: float32 weights under autocast).
         fused_projections: (channels-last forward only) one matrix product for each attention's
-            query, key and value.
+            query, key and value, and one for every ResNet block's time-embedding projection.
         attention: (channels-last forward only) ``"sdpa"`` (torch's choice of backend) or ``"flash"``.
         short_attention: (channels-last forward only) the temporal transformers' attention over frames
             through the short-sequence kernel (``model.short_attention``) where it runs, else ``attention``.
@@ -177,6 +182,7 @@ class FastUNet:
             to_channels_last(self.unet)
             if fused_projections:
                 fuse_projections(self.unet)
+                fuse_time_projections(self.unet)
         self.attention = ATTENTION[attention]
         self.temporal_attention = None if short_attention else self.attention
         self.dtype = torch.float16 if autocast else dtype

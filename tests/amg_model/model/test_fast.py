@@ -193,6 +193,34 @@ def test_fused_projections_keep_the_function_and_the_state_dict(unet):
     assert (out - ref).norm() < 1e-5 * ref.norm()
 
 
+def test_fused_time_projections_keep_the_function_and_follow_edits(unet):
+    """One product for every ResNet block's time projection: the same function, with and without
+    guidance's input copies; the state dict is unchanged and in-place edits of a block's projection or
+    conv1 bias reach the fused product."""
+    from amg_model.model.channels_last import fuse_time_projections, unet_forward
+
+    fused = copy.deepcopy(unet)
+    before = {k: v.clone() for k, v in fused.state_dict().items()}
+    blocks = [m for m in fused.modules() if getattr(m, "time_emb_proj", None) is not None]
+    assert fuse_time_projections(fused) == len(blocks) > 1
+    after = fused.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    reference = copy.deepcopy(unet)
+    for edit in (None, "conv1.bias", "time_emb_proj.weight"):
+        if edit is not None:  # the same edit in place on both UNets
+            for model in (fused, reference):
+                block = [m for m in model.modules() if getattr(m, "time_emb_proj", None) is not None][-1]
+                block.get_parameter(edit).data.add_(0.5)
+        x, t, ctx = _inputs()
+        x, t = torch.cat([x[:1], x[:1]]), torch.cat([t[:1], t[:1]])
+        with torch.no_grad():
+            ref = reference(x, t, encoder_hidden_states=ctx).sample
+            out = unet_forward(fused, x, t, ctx)
+            copies = unet_forward(fused, x, t, ctx, input_copies=2)
+        assert (out - ref).norm() < 1e-5 * ref.norm(), edit
+        assert (copies - ref).norm() < 1e-5 * ref.norm(), edit
+
+
 def test_graphed_forward_keeps_graphs_per_shape_and_drops_them_when_weights_move():
     from amg_model.model.fast import GraphedForward
 
