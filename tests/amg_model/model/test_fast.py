@@ -211,8 +211,8 @@ def test_fused_time_projections_keep_the_function_and_follow_edits(unet):
             for model in (fused, reference):
                 block = [m for m in model.modules() if getattr(m, "time_emb_proj", None) is not None][-1]
                 block.get_parameter(edit).data.add_(0.5)
-        x, t, ctx = _inputs()
-        x, t = torch.cat([x[:1], x[:1]]), torch.cat([t[:1], t[:1]])
+        x, t, ctx = _inputs()  # two videos at two timesteps, each with two contexts (guidance's copies)
+        x, t, ctx = torch.cat([x, x]), torch.cat([t, t]), torch.cat([ctx, ctx.flip(0)])
         with torch.no_grad():
             ref = reference(x, t, encoder_hidden_states=ctx).sample
             out = unet_forward(fused, x, t, ctx)
