@@ -54,7 +54,12 @@ from amg_model.model.fused import (
     layer_norm,
     linear_geglu,
 )
-from amg_model.model.short_attention import short_attention, short_attention_applies
+from amg_model.model.short_attention import (
+    few_keys_attention,
+    few_keys_attention_applies,
+    short_attention,
+    short_attention_applies,
+)
 from amg_model.model.tap_conv import conv3x3, conv3x3_and_sums, measured_config, temporal_conv3_and_sums
 
 
@@ -364,6 +369,8 @@ def _attention(
             k, v = cublaslt.linear(source, fused).chunk(2, dim=-1)
         else:
             k, v = attn.to_k(source), attn.to_v(source)
+        if context is not None and few_keys_attention_applies(q, k, v, attn.heads):
+            attention = few_keys_attention  # the text tokens fit one tile of the kernel
         if context is not None and frames > 1:
             # every frame of a video attends to the same keys: one attention over all its frames'
             # queries instead of copying the keys and values per frame
