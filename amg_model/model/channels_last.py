@@ -25,11 +25,15 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
 - the feed-forward's and the spatial transformer's output projections add the residual inside the
   matrix product (in place); their biases ride on passes made anyway;
 - the token projections with few channels (``K, N <= 320``) run through a persistent Triton kernel
-  on Hopper GPUs (:func:`~amg_model.model.small_k.linear`), faster than cuBLAS on those shapes;
+  on Hopper GPUs (:func:`~amg_model.model.small_k.linear`), faster than cuBLAS on those shapes; the
+  others through cuBLASLt without workspace (:mod:`~amg_model.model.cublaslt`): no memory sets in
+  the captured graph; the ResNet blocks' time projections are one product per call
+  (:func:`fuse_time_projections`);
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame; on a GPU
-  the temporal transformers' attention over a few frames uses a kernel for short sequences
-  (:func:`~amg_model.model.short_attention.short_attention`) instead;
+  every attention whose keys fit one tile (the temporal transformers' few frames, the 77 text tokens
+  of the cross-attention, the self-attention at 8x8 and 4x4 latent pixels) uses a kernel for short
+  key sequences instead (:func:`~amg_model.model.short_attention.few_keys_attention`);
 - under classifier-free guidance (``input_copies``) the layers before the first cross-attention
   run once for the branches, which share the video and differ only in the text.
 
@@ -363,20 +367,20 @@ def _attention(
     if fused is not None and context is None:
         q, k, v = cublaslt.linear(x, fused).chunk(3, dim=-1)
     else:
-        q = attn.to_q(x)
+        q = _linear(attn.to_q, x)
         source = x if context is None else context
         if fused is not None:
             k, v = cublaslt.linear(source, fused).chunk(2, dim=-1)
         else:
             k, v = attn.to_k(source), attn.to_v(source)
-        if context is not None and few_keys_attention_applies(q, k, v, attn.heads):
-            attention = few_keys_attention  # the text tokens fit one tile of the kernel
-        if context is not None and frames > 1:
-            # every frame of a video attends to the same keys: one attention over all its frames'
-            # queries instead of copying the keys and values per frame
-            n, length, c = q.shape
-            out = attention(q.reshape(n // frames, frames * length, c), k, v, attn.heads)
-            return _linear(attn.to_out[0], out.reshape(n, length, c))
+    if few_keys_attention_applies(q, k, v, attn.heads):
+        attention = few_keys_attention  # the keys (text tokens, or a small frame's) fit one tile
+    if context is not None and frames > 1:
+        # every frame of a video attends to the same keys: one attention over all its frames'
+        # queries instead of copying the keys and values per frame
+        n, length, c = q.shape
+        out = attention(q.reshape(n // frames, frames * length, c), k, v, attn.heads)
+        return _linear(attn.to_out[0], out.reshape(n, length, c))
     return _linear(attn.to_out[0], attention(q, k, v, attn.heads))
 
 

@@ -119,6 +119,8 @@ def few_keys_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads:
     :func:`few_keys_attention_applies`; otherwise ``scaled_dot_product_attention``."""
     if not few_keys_attention_applies(q, k, v, heads):
         return sdpa_attention(q, k, v, heads)
+    if max(q.shape[1], k.shape[1]) <= MAX_LENGTH:  # every query in one tile too
+        return _short_attention_triton(q, k, v, heads)
     return _short_attention_triton(q, k, v, heads, block_q=FEW_KEYS_BLOCK_Q)
 
 
