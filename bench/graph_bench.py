@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--blas", default="", help="torch.backends.cuda.preferred_blas_library, e.g. cublaslt")
     ap.add_argument("--no-cudnn-benchmark", action="store_true")
+    ap.add_argument("--top", type=int, default=0, help="list the N most frequent GPU operations by name")
     args = ap.parse_args()
     torch.set_num_threads(4)
     if args.blas:
@@ -109,6 +110,22 @@ def main() -> None:
             f"  idle GPU around a memory set: {sum(before) / len(before):.1f} us before, "
             f"{sum(after) / len(after):.1f} us after"
         )
+    if args.top:
+        print_top_operations(ops, args.top)
+
+
+def print_top_operations(ops: list[dict], top: int) -> None:
+    """The ``top`` most frequent operation names: count, GPU time, and the idle GPU time before them."""
+    count, busy, idle = collections.Counter(), collections.Counter(), collections.Counter()
+    for prev, op in zip([None, *ops], ops, strict=False):
+        name = op["name"][:90]
+        count[name] += 1
+        busy[name] += op["dur"]
+        if prev is not None:
+            idle[name] += op["ts"] - prev["ts"] - prev["dur"]
+    print("  | count | name | GPU us (sum) | us each | idle us before (sum) |")
+    for name, n in count.most_common(top):
+        print(f"  | {n} | {name} | {busy[name]:.0f} | {busy[name] / n:.1f} | {idle[name]:.0f} |")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def print_profile(model: FastUNet, noise, avatar, cond, uncond) -> None:
     x = torch.cat([torch.cat([noise, avatar], 1)] * 2).to(model.unet.dtype)
     t = torch.full((2,), 501, device=x.device)
     ctx = torch.cat([cond, uncond]).to(x.dtype)
-    forward = model._forward if model.mode == "compile" else model._eager
+    forward = model._direct.forward if model.mode == "compile" else model._eager
     copies = {"input_copies": 2} if model.channels_last else {}  # as guided_eps calls it
     forward(x, t, ctx, **copies)
     torch.cuda.synchronize()

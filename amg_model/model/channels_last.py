@@ -25,11 +25,15 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
 - the feed-forward's and the spatial transformer's output projections add the residual inside the
   matrix product (in place); their biases ride on passes made anyway;
 - the token projections with few channels (``K, N <= 320``) run through a persistent Triton kernel
-  on Hopper GPUs (:func:`~amg_model.model.small_k.linear`), faster than cuBLAS on those shapes;
+  on Hopper GPUs (:func:`~amg_model.model.small_k.linear`), faster than cuBLAS on those shapes; the
+  others through cuBLASLt without workspace (:mod:`~amg_model.model.cublaslt`): no memory sets in
+  the captured graph; the ResNet blocks' time projections are one product per call
+  (:func:`fuse_time_projections`);
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame; on a GPU
-  the temporal transformers' attention over a few frames uses a kernel for short sequences
-  (:func:`~amg_model.model.short_attention.short_attention`) instead;
+  every attention whose keys fit one tile (the temporal transformers' few frames, the 77 text tokens
+  of the cross-attention, the self-attention at 8x8 and 4x4 latent pixels) uses a kernel for short
+  key sequences instead (:func:`~amg_model.model.short_attention.few_keys_attention`);
 - under classifier-free guidance (``input_copies``) the layers before the first cross-attention
   run once for the branches, which share the video and differ only in the text.
 
@@ -42,7 +46,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from amg_model.model import small_k
+from amg_model.model import cublaslt, small_k
 from amg_model.model.attention import Attention, sdpa_attention
 from amg_model.model.fused import (
     ChannelSums,
@@ -54,7 +58,12 @@ from amg_model.model.fused import (
     layer_norm,
     linear_geglu,
 )
-from amg_model.model.short_attention import short_attention, short_attention_applies
+from amg_model.model.short_attention import (
+    few_keys_attention,
+    few_keys_attention_applies,
+    short_attention,
+    short_attention_applies,
+)
 from amg_model.model.tap_conv import conv3x3, conv3x3_and_sums, measured_config, temporal_conv3_and_sums
 
 
@@ -82,6 +91,71 @@ def fuse_projections(unet: torch.nn.Module) -> int:
         m.register_buffer("amg_fused_weight", fused, persistent=False)
         count += 1
     return count
+
+
+def fuse_time_projections(unet: torch.nn.Module) -> int:
+    """Store every ResNet block's time-embedding projection as rows of one matrix and one bias
+    vector, and the blocks' first-convolution biases as parts of one vector, so that one matrix
+    product at the start of :func:`unet_forward` gives every block's GroupNorm offset (instead of one
+    small product and one bias sum per block).
+
+    As :func:`fuse_projections`, the layers keep their parameters as views into the fused tensors
+    (non-persistent buffers of ``unet``): no memory is added and the state dict is unchanged. Returns
+    the number of blocks fused (0 where their projections differ in width or lack a bias).
+    """
+    blocks = [m for m in unet.modules() if getattr(m, "time_emb_proj", None) is not None]
+    if not blocks or any(
+        m.time_emb_proj.bias is None
+        or getattr(m.conv1, "bias", None) is None
+        or m.time_emb_proj.weight.shape[1] != blocks[0].time_emb_proj.weight.shape[1]
+        or getattr(m, "time_embedding_norm", "default") != "default"
+        for m in blocks
+    ):
+        return 0
+    weight = torch.cat([m.time_emb_proj.weight.data for m in blocks])
+    proj_bias = torch.cat([m.time_emb_proj.bias.data for m in blocks])
+    conv_bias = torch.cat([m.conv1.bias.data for m in blocks])
+    start = 0
+    for m in blocks:
+        stop = start + m.time_emb_proj.weight.shape[0]
+        m.time_emb_proj.weight.data = weight[start:stop]
+        m.time_emb_proj.bias.data = proj_bias[start:stop]
+        m.conv1.bias.data = conv_bias[start:stop]
+        m.amg_time_rows = (start, stop)
+        start = stop
+    unet.register_buffer("amg_time_weight", weight, persistent=False)
+    unet.register_buffer("amg_time_bias", proj_bias, persistent=False)
+    unet.register_buffer("amg_conv1_bias", conv_bias, persistent=False)
+    return len(blocks)
+
+
+class TimeOffsets:
+    """Each ResNet block's GroupNorm offset ``silu(temb) @ W^T + b + conv1 bias`` (``[B, C]``): one
+    matrix product for all blocks of a UNet fused by :func:`fuse_time_projections`, else one per block.
+
+    ``temb_silu`` is ``silu(time embedding)``, ``[B, D]``, one row per video."""
+
+    def __init__(self, unet: torch.nn.Module | None, temb_silu: torch.Tensor):
+        self.temb_silu = temb_silu
+        self.fused = None
+        weight = getattr(unet, "amg_time_weight", None)
+        if weight is not None:
+            self.fused = cublaslt.linear(temb_silu, weight, unet.amg_time_bias + unet.amg_conv1_bias)
+
+    def repeat(self, copies: int) -> None:
+        """Repeat the videos ``copies`` times (``repeat_batch``), as the activations are."""
+        self.temb_silu = repeat_batch(self.temb_silu, copies)
+        if self.fused is not None:
+            self.fused = repeat_batch(self.fused, copies)
+
+    def of(self, block: torch.nn.Module) -> torch.Tensor:
+        """``block``'s offset."""
+        rows = getattr(block, "amg_time_rows", None)
+        if self.fused is not None and rows is not None:
+            return self.fused[:, rows[0] : rows[1]]
+        proj = block.time_emb_proj
+        offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
+        return cublaslt.linear(self.temb_silu, proj.weight, offset_bias)
 
 
 def to_channels_last(unet: torch.nn.Module) -> torch.nn.Module:
@@ -232,20 +306,22 @@ def _shortcut_of_concat(conv: torch.nn.Conv2d, x: torch.Tensor, skip: torch.Tens
         return None
     n, c1, h, w = x.shape
     weight = conv.weight.view(conv.weight.shape[0], -1)  # [Cout, C1 + C2]
-    out = F.linear(_tokens(x), weight[:, :c1])
-    out.view(-1, out.shape[-1]).addmm_(_tokens(skip).reshape(-1, skip.shape[1]), weight[:, c1:].t())
+    out = cublaslt.linear(_tokens(x), weight[:, :c1])
+    skip_tokens = _tokens(skip).reshape(-1, skip.shape[1])
+    cublaslt.add_linear_(out.view(-1, out.shape[-1]), skip_tokens, weight[:, c1:])
     return _image(out, h, w)
 
 
 def resnet_block_and_sums(
     block: torch.nn.Module,
     x: torch.Tensor,
-    temb_silu: torch.Tensor,
+    temb_silu: torch.Tensor | TimeOffsets,
     sums: ChannelSums | None = None,
     skip: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ChannelSums | None]:
     """:func:`resnet_block`, and its output's channel sums per frame where the residual kernel gives
-    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame.
+    them (for the temporal layer's first GroupNorm); ``sums`` are ``x``'s, per frame. ``temb_silu``
+    may also come as the :class:`TimeOffsets` of the forward.
 
     ``skip``: the block's input is the channel concatenation of ``x`` and ``skip`` (an up block's skip
     connection); its GroupNorm and its 1x1 shortcut read the two parts, so the concatenation is not
@@ -262,9 +338,9 @@ def resnet_block_and_sums(
         h, sums = conv3x3_and_sums(h, block.conv1.weight, config=config)
     else:
         h = block.conv1._conv_forward(h, block.conv1.weight, None)
-    proj = block.time_emb_proj
-    offset_bias = _sum_of_biases(proj.bias, block.conv1.bias)  # both enter as norm2's offset
-    t = F.linear(temb_silu, proj.weight, offset_bias)  # [B, C]
+    if isinstance(temb_silu, torch.Tensor):
+        temb_silu = TimeOffsets(None, temb_silu)
+    t = temb_silu.of(block)  # [B, C]
     h = group_norm(h, block.norm2, silu=True, offset=t, sums=sums)  # norm2(h + t)
     h = _conv_without_bias(block.conv2, h)
     out_bias = block.conv2.bias
@@ -289,20 +365,22 @@ def _attention(
     """diffusers ``Attention`` on tokens ``x [N, L, C]``; ``context [B, M, D]`` is shared by ``frames``."""
     fused = getattr(attn, "amg_fused_weight", None)
     if fused is not None and context is None:
-        q, k, v = F.linear(x, fused).chunk(3, dim=-1)
+        q, k, v = cublaslt.linear(x, fused).chunk(3, dim=-1)
     else:
-        q = attn.to_q(x)
+        q = _linear(attn.to_q, x)
         source = x if context is None else context
         if fused is not None:
-            k, v = F.linear(source, fused).chunk(2, dim=-1)
+            k, v = cublaslt.linear(source, fused).chunk(2, dim=-1)
         else:
             k, v = attn.to_k(source), attn.to_v(source)
-        if context is not None and frames > 1:
-            # every frame of a video attends to the same keys: one attention over all its frames'
-            # queries instead of copying the keys and values per frame
-            n, length, c = q.shape
-            out = attention(q.reshape(n // frames, frames * length, c), k, v, attn.heads)
-            return _linear(attn.to_out[0], out.reshape(n, length, c))
+    if few_keys_attention_applies(q, k, v, attn.heads):
+        attention = few_keys_attention  # the keys (text tokens, or a small frame's) fit one tile
+    if context is not None and frames > 1:
+        # every frame of a video attends to the same keys: one attention over all its frames'
+        # queries instead of copying the keys and values per frame
+        n, length, c = q.shape
+        out = attention(q.reshape(n // frames, frames * length, c), k, v, attn.heads)
+        return _linear(attn.to_out[0], out.reshape(n, length, c))
     return _linear(attn.to_out[0], attention(q, k, v, attn.heads))
 
 
@@ -327,7 +405,7 @@ def _add_linear_(residual: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linea
     """``residual += x @ linear.weight.T`` in place, one matrix product that reads the residual in its
     epilogue (out of place, torch would first copy the residual); the layer's bias is not added:
     ``residual`` carries it. ``residual`` must be contiguous as rows of its last dimension."""
-    residual.view(-1, residual.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), linear.weight.t())
+    cublaslt.add_linear_(residual.view(-1, residual.shape[-1]), x.reshape(-1, x.shape[-1]), linear.weight)
     return residual
 
 
@@ -395,7 +473,7 @@ def spatial_transformer(
     if fused_norms and copies == 1:
         # x, the block's input, is not used after it: the output overwrites it
         return _image(_add_linear_(_tokens(x), t, model.proj_out), h, w), model.proj_out.bias
-    out = _image(model.proj_out(t), h, w)
+    out = _image(_linear(model.proj_out, t), h, w)
     out.view(-1, n, c, h, w).add_(x)  # x is the residual of every copy
     return out, None
 
@@ -504,7 +582,7 @@ def unet_forward(
         timestep = timestep[None]
     b_in = b // input_copies  # videos computed until the first cross-attention
     temb = unet.time_proj(timestep.expand(b)[:b_in]).to(sample.dtype)
-    temb_silu = F.silu(unet.time_embedding(temb))
+    time = TimeOffsets(unet, F.silu(unet.time_embedding(temb)))
     x = sample[:b_in].transpose(1, 2).reshape(b_in * frames, -1, height, width)
     # conv_in's bias rides on the first temporal transformer's GroupNorm and residual add (cuDNN adds
     # it in a pass of its own, a third of this convolution's time)
@@ -519,10 +597,10 @@ def unet_forward(
         attn: torch.nn.Module, temp_attn: torch.nn.Module, x: torch.Tensor, sums: ChannelSums | None
     ) -> torch.Tensor:
         """A layer's spatial transformer (with the cross-attention) and temporal transformer."""
-        nonlocal copies, temb_silu, skips
+        nonlocal copies, skips
         x, bias = spatial_transformer(attn, x, context, attention, frames, fused_norms, copies, sums)
         if copies > 1:  # from here on every copy has its own activations
-            temb_silu = repeat_batch(temb_silu, copies)
+            time.repeat(copies)
             skips = [repeat_batch(s, copies) for s in skips]
             copies = 1
         return temporal_transformer(temp_attn, x, temporal, frames, fused_norms, input_bias=bias)
@@ -531,7 +609,7 @@ def unet_forward(
     for block in unet.down_blocks:
         sums = None
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x, sums = resnet_block_and_sums(resnet, x, temb_silu, sums)
+            x, sums = resnet_block_and_sums(resnet, x, time, sums)
             x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
                 x, sums = transformers(attn, temp_attn, x, sums), None
@@ -542,18 +620,18 @@ def unet_forward(
             skips.append(x)
 
     mid = unet.mid_block
-    x, sums = resnet_block_and_sums(mid.resnets[0], x, temb_silu)
+    x, sums = resnet_block_and_sums(mid.resnets[0], x, time)
     x, sums = temporal_conv_layer_and_sums(mid.temp_convs[0], x, frames, sums)
     for attn, temp_attn, resnet, temp_conv in zip(
         mid.attentions, mid.temp_attentions, mid.resnets[1:], mid.temp_convs[1:], strict=True
     ):
         x = transformers(attn, temp_attn, x, sums)
-        x, sums = resnet_block_and_sums(resnet, x, temb_silu)
+        x, sums = resnet_block_and_sums(resnet, x, time)
         x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
 
     for block in unet.up_blocks:
         for resnet, temp_conv, attn, temp_attn in _layers(block):
-            x, sums = resnet_block_and_sums(resnet, x, temb_silu, skip=skips.pop())
+            x, sums = resnet_block_and_sums(resnet, x, time, skip=skips.pop())
             x, sums = temporal_conv_layer_and_sums(temp_conv, x, frames, sums)
             if attn is not None:
                 x = transformers(attn, temp_attn, x, sums)

@@ -23,7 +23,12 @@ from collections.abc import Callable
 import torch
 
 from amg_model.model.attention import flash_attention, sdpa_attention
-from amg_model.model.channels_last import fuse_projections, to_channels_last, unet_forward
+from amg_model.model.channels_last import (
+    fuse_projections,
+    fuse_time_projections,
+    to_channels_last,
+    unet_forward,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,8 @@ ATTENTION = {"sdpa": sdpa_attention, "flash": flash_attention}
 
 
 class _GraphedCall:
-    """One captured CUDA graph of ``fn`` for fixed input shapes, with static input buffers."""
+    """One captured CUDA graph of ``fn`` for fixed input shapes, with static input buffers; ``fn``
+    returns a tensor or a tuple of tensors."""
 
     def __init__(self, fn: Callable, example: tuple[torch.Tensor, ...], warmup: int = 2):
         self.inputs = tuple(t.clone() for t in example)
@@ -46,10 +52,12 @@ class _GraphedCall:
         with torch.cuda.graph(self.graph):
             self.output = fn(*self.inputs)
 
-    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         for dst, src in zip(self.inputs, args, strict=True):
             dst.copy_(src)
         self.graph.replay()
+        if isinstance(self.output, tuple):
+            return tuple(t.clone() for t in self.output)
         return self.output.clone()
 
 
@@ -141,7 +149,7 @@ class FastUNet:
         autocast: keep weights in ``dtype`` but run under fp16 autocast (the original release's
             way: float32 weights under autocast).
         fused_projections: (channels-last forward only) one matrix product for each attention's
-            query, key and value.
+            query, key and value, and one for every ResNet block's time-embedding projection.
         attention: (channels-last forward only) ``"sdpa"`` (torch's choice of backend) or ``"flash"``.
         short_attention: (channels-last forward only) the temporal transformers' attention over frames
             through the short-sequence kernel (``model.short_attention``) where it runs, else ``attention``.
@@ -174,6 +182,7 @@ class FastUNet:
             to_channels_last(self.unet)
             if fused_projections:
                 fuse_projections(self.unet)
+                fuse_time_projections(self.unet)
         self.attention = ATTENTION[attention]
         self.temporal_attention = None if short_attention else self.attention
         self.dtype = torch.float16 if autocast else dtype
@@ -187,15 +196,32 @@ class FastUNet:
             attention=self.attention, temporal=self.temporal_attention, fused_norms=fused_norms,
         )  # fmt: skip
         self._graphs = GraphedForward(self._eager, self.unet)
-        self._forward: Callable = self._eager
+        forward: Callable = self._eager
         if mode == "compile":
-            self._forward = torch.compile(self._eager, dynamic=False)
+            forward = torch.compile(self._eager, dynamic=False)
         elif mode == "compile_cuda_graph":
-            self._forward = torch.compile(self._eager, mode="reduce-overhead", dynamic=False)
+            forward = torch.compile(self._eager, mode="reduce-overhead", dynamic=False)
+        self._direct = _UNetCall(forward, self.unet.dtype, autocast, channels_last)
+        self._function_graphs: dict[Callable, GraphedForward] = {}
 
     def release_graphs(self) -> None:
         """Free the CUDA graphs of mode "cuda_graph" and their activation memory (before offloading)."""
         self._graphs.release()
+        for graphs in self._function_graphs.values():
+            graphs.release()
+
+    def graphed(self, fn: Callable) -> Callable:
+        """``fn(unet, *tensors, **options)`` called with this UNet, as ``(*tensors, **options)``; in mode
+        "cuda_graph" on CUDA tensors, replayed from one CUDA graph per input shapes and options, which
+        holds ``fn``'s own operations and the UNet's (``sampling.step`` captures a whole sampling step).
+        ``fn`` must read no host values of its tensors and return a tensor or a tuple of tensors."""
+        if self.mode != "cuda_graph":
+            return functools.partial(fn, self)
+        if fn not in self._function_graphs:
+            self._function_graphs[fn] = GraphedForward(
+                functools.partial(fn, self._direct), self.unet, max_graphs=2
+            )
+        return _CudaOrDirect(self._function_graphs[fn], functools.partial(fn, self._direct))
 
     @torch.no_grad()
     def __call__(
@@ -204,10 +230,40 @@ class FastUNet:
         """The UNet; ``input_copies``: ``x`` and ``t`` are that many copies of their first rows, only
         ``context`` differs (guidance): the channels-last forward runs the shared layers once
         (``model.channels_last.unet_forward``)."""
-        x = x.to(self.unet.dtype if not self.autocast else x.dtype)
-        context = context.to(x.dtype)
-        t = t.to(x.device)
-        options = {"input_copies": input_copies} if self.channels_last and input_copies > 1 else {}
         if self.mode != "cuda_graph" or x.device.type != "cuda":
-            return self._forward(x, t, context, **options)
+            return self._direct(x, t, context, input_copies)
+        x, t, context, options = self._direct.inputs(x, t, context, input_copies)
         return self._graphs(x, t, context, **options)
+
+
+class _UNetCall:
+    """The UNet callable of a :class:`FastUNet` without its graphs: input casts, then ``forward``."""
+
+    takes_input_copies = True
+
+    def __init__(self, forward: Callable, dtype: torch.dtype, autocast: bool, channels_last: bool):
+        self.forward = forward
+        self.dtype = torch.float16 if autocast else dtype
+        self.autocast = autocast
+        self.channels_last = channels_last
+
+    def inputs(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, input_copies: int) -> tuple:
+        x = x.to(self.dtype if not self.autocast else x.dtype)
+        options = {"input_copies": input_copies} if self.channels_last and input_copies > 1 else {}
+        return x, t.to(x.device), context.to(x.dtype), options
+
+    def __call__(
+        self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, input_copies: int = 1
+    ) -> torch.Tensor:
+        x, t, context, options = self.inputs(x, t, context, input_copies)
+        return self.forward(x, t, context, **options)
+
+
+class _CudaOrDirect:
+    """``graphed(*args, **options)`` for CUDA tensors, else ``direct(*args, **options)``."""
+
+    def __init__(self, graphed: Callable, direct: Callable):
+        self.graphed, self.direct = graphed, direct
+
+    def __call__(self, *args: torch.Tensor, **options):
+        return (self.graphed if args[0].is_cuda else self.direct)(*args, **options)

@@ -30,6 +30,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from amg_model.model import cublaslt
+
 try:
     import triton
     import triton.language as tl
@@ -304,7 +306,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     k, n = x.shape[-1], weight.shape[0]
     if bias is not None and k <= 320 and n <= 320 and x.numel() >= 8192 * k:
         return linear_tma(x, weight, bias)
-    return F.linear(x, weight, bias)
+    return cublaslt.linear(x, weight, bias)
 
 
 def linear_geglu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:

@@ -20,6 +20,29 @@ def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
     return eta * math.sqrt(ratio * (1.0 - alpha_bar_t / alpha_bar_prev))
 
 
+def ddim_coefficients(alpha_bar_t: float, alpha_bar_prev: float, eta: float = 0.0) -> tuple[float, ...]:
+    """The scalars of one DDIM step, computed in float64: ``(sqrt(1 - a_t), 1 / sqrt(a_t), sqrt(a_prev),
+    sqrt(1 - a_prev - sigma^2), sigma)`` (see :func:`ddim_step` and :func:`ddim_update`)."""
+    sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)
+    direction = math.sqrt(max(1.0 - alpha_bar_prev - sigma**2, 0.0))
+    return (
+        math.sqrt(1.0 - alpha_bar_t),
+        1.0 / math.sqrt(alpha_bar_t),
+        math.sqrt(alpha_bar_prev),
+        direction,
+        sigma,
+    )
+
+
+def ddim_update(x_t: torch.Tensor, eps: torch.Tensor, coefficients) -> tuple[torch.Tensor, torch.Tensor]:
+    """The deterministic part of a DDIM step: ``(x_prev, x0)`` from the first four of
+    :func:`ddim_coefficients`, given as floats or as a tensor on the device of ``x_t`` (then no host
+    value is read: the step can be captured in a CUDA graph)."""
+    noise_scale, x0_scale, prev_scale, direction = (coefficients[i] for i in range(4))
+    x0 = (x_t - noise_scale * eps) * x0_scale
+    return prev_scale * x0 + direction * eps, x0
+
+
 def ddim_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,
@@ -47,11 +70,9 @@ def ddim_step(
     """
     if eta < 0.0:
         raise SamplingError(f"eta={eta} is negative; use 0 (deterministic DDIM) up to 1.")
-    eps = eps.to(x_t.dtype)
-    x0 = (x_t - math.sqrt(1.0 - alpha_bar_t) * eps) * (1.0 / math.sqrt(alpha_bar_t))
-    sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)
-    direction = math.sqrt(max(1.0 - alpha_bar_prev - sigma**2, 0.0))
-    x_prev = math.sqrt(alpha_bar_prev) * x0 + direction * eps
+    coefficients = ddim_coefficients(alpha_bar_t, alpha_bar_prev, eta)
+    x_prev, x0 = ddim_update(x_t, eps.to(x_t.dtype), coefficients)
+    sigma = coefficients[4]
     if sigma > 0.0:
         if noise is None:
             raise SamplingError("ddim_step: eta > 0 needs a noise tensor; pass noise shaped like x_t.")

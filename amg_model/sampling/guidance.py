@@ -31,7 +31,7 @@ def guided_eps(
     unet: UNetFn,
     x_t: torch.Tensor,
     avatar_latents: torch.Tensor,
-    timestep: int,
+    timestep: int | torch.Tensor,
     cond: torch.Tensor,
     uncond: torch.Tensor,
     guidance: float,
@@ -47,7 +47,8 @@ def guided_eps(
         unet: ``(x [N, 8, F, h, w], t [N] long, context [N, L, D]) -> eps [N, 4, F, h, w]``.
         x_t: ``[B, 4, F, h, w]`` noisy latent.
         avatar_latents: ``[B, 4, F, h, w]`` clean avatar latent.
-        timestep: training timestep (0..999), shared by the batch.
+        timestep: training timestep (0..999), shared by the batch; or a one-element long tensor on the
+            device of ``x_t`` holding it (no host value is read: the call can be captured in a CUDA graph).
         cond: ``[B, L, D]`` (or ``[1, L, D]``, broadcast) text embedding of the prompt.
         uncond: same shape as ``cond``, embedding of the negative (the empty prompt in the original).
         guidance: classifier-free guidance scale (3.0 in the original).
@@ -61,11 +62,16 @@ def guided_eps(
     x_in = unet_input(x_t, avatar_latents).to(dtype)
     cond = cond.to(device=x_t.device, dtype=dtype).expand(batch, -1, -1)
     if guidance == 1.0:
-        t = torch.full((batch,), timestep, dtype=torch.long, device=x_t.device)
-        return unet(x_in, t, cond).to(x_t.dtype)
+        return unet(x_in, _timesteps(timestep, batch, x_t.device), cond).to(x_t.dtype)
     uncond = uncond.to(device=x_t.device, dtype=dtype).expand(batch, -1, -1)
-    t = torch.full((2 * batch,), timestep, dtype=torch.long, device=x_t.device)
+    t = _timesteps(timestep, 2 * batch, x_t.device)
     copies = {"input_copies": 2} if getattr(unet, "takes_input_copies", False) else {}
     eps = unet(torch.cat([x_in, x_in]), t, torch.cat([uncond, cond]), **copies).to(x_t.dtype)
     eps_uncond, eps_cond = eps.chunk(2)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+
+def _timesteps(timestep: int | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    if isinstance(timestep, torch.Tensor):
+        return timestep.reshape(1).expand(n)
+    return torch.full((n,), timestep, dtype=torch.long, device=device)

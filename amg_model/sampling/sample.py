@@ -11,6 +11,7 @@ from amg_model.errors import SamplingError
 from amg_model.sampling.ddim import ddim_step
 from amg_model.sampling.guidance import UNetFn, guided_eps
 from amg_model.sampling.schedule import ddim_alpha_pairs, ddim_timesteps
+from amg_model.sampling.step import ddim_coefficient_table, guided_ddim_step
 from amg_model.sampling.windows import WINDOW_SCHEDULES, step_windows
 
 logger = logging.getLogger(__name__)
@@ -195,13 +196,29 @@ def sample_video(
                 eps[:, :, start:stop] += weights[j] * eps_w
         return eps
 
+    # a UNet that graphs whole functions (FastUNet) runs each one-window deterministic step as one
+    # graph; the step's inputs are device tensors made here once
+    graphed_step = getattr(unet, "graphed", None) if eta == 0 else None
+    if graphed_step is not None:
+        graphed_step = graphed_step(guided_ddim_step)
+        coefficient_table = ddim_coefficient_table(alpha_pairs, device, dtype)
+        timestep_table = torch.tensor(timesteps, dtype=torch.long).to(device)
+        cond_in, uncond_in = (c.to(device=device, dtype=model_dtype) for c in (cond, uncond))
+
     with torch.no_grad():
         for i, (t, (alpha_t, alpha_prev)) in enumerate(zip(timesteps, alpha_pairs, strict=True)):
-            eps = predict(t, i)
-            step_noise = None
-            if eta > 0:
-                step_noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(device, dtype)
-            x_prev, x0 = ddim_step(x, eps, alpha_t, alpha_prev, eta, step_noise)
+            if graphed_step is not None and len(windows_at(i)[0]) == 1:
+                x_prev, x0 = graphed_step(
+                    x, avatar, timestep_table[i : i + 1], cond_in, uncond_in, coefficient_table[i],
+                    guidance=guidance, model_dtype=model_dtype,
+                )  # fmt: skip
+            else:
+                eps = predict(t, i)
+                step_noise = None
+                if eta > 0:
+                    step_noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+                    step_noise = step_noise.to(device, dtype)
+                x_prev, x0 = ddim_step(x, eps, alpha_t, alpha_prev, eta, step_noise)
             if callback is not None:
                 callback(i, len(timesteps), t, x, x0)
             x = x_prev

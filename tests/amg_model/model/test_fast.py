@@ -193,6 +193,34 @@ def test_fused_projections_keep_the_function_and_the_state_dict(unet):
     assert (out - ref).norm() < 1e-5 * ref.norm()
 
 
+def test_fused_time_projections_keep_the_function_and_follow_edits(unet):
+    """One product for every ResNet block's time projection: the same function, with and without
+    guidance's input copies; the state dict is unchanged and in-place edits of a block's projection or
+    conv1 bias reach the fused product."""
+    from amg_model.model.channels_last import fuse_time_projections, unet_forward
+
+    fused = copy.deepcopy(unet)
+    before = {k: v.clone() for k, v in fused.state_dict().items()}
+    blocks = [m for m in fused.modules() if getattr(m, "time_emb_proj", None) is not None]
+    assert fuse_time_projections(fused) == len(blocks) > 1
+    after = fused.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    reference = copy.deepcopy(unet)
+    for edit in (None, "conv1.bias", "time_emb_proj.weight"):
+        if edit is not None:  # the same edit in place on both UNets
+            for model in (fused, reference):
+                block = [m for m in model.modules() if getattr(m, "time_emb_proj", None) is not None][-1]
+                block.get_parameter(edit).data.add_(0.5)
+        x, t, ctx = _inputs()  # two videos at two timesteps, each with two contexts (guidance's copies)
+        x, t, ctx = torch.cat([x, x]), torch.cat([t, t]), torch.cat([ctx, ctx.flip(0)])
+        with torch.no_grad():
+            ref = reference(x, t, encoder_hidden_states=ctx).sample
+            out = unet_forward(fused, x, t, ctx)
+            copies = unet_forward(fused, x, t, ctx, input_copies=2)
+        assert (out - ref).norm() < 1e-5 * ref.norm(), edit
+        assert (copies - ref).norm() < 1e-5 * ref.norm(), edit
+
+
 def test_graphed_forward_keeps_graphs_per_shape_and_drops_them_when_weights_move():
     from amg_model.model.fast import GraphedForward
 
@@ -294,3 +322,47 @@ def test_channels_last_forward_traces_as_one_graph(unet):
     compiled = torch.compile(unet_forward, backend="aot_eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(unet, x, t, ctx), unet_forward(unet, x, t, ctx))
+
+
+def test_graphed_function_gets_the_fast_unet_and_is_made_once(unet):
+    """Outside mode "cuda_graph" (or on CPU tensors), ``graphed(fn)`` calls ``fn`` with the UNet; in
+    that mode the function's graphs are kept per function."""
+    from amg_model.sampling.step import guided_ddim_step
+
+    seen = []
+
+    def fn(model, x, scale=1.0):
+        seen.append(model)
+        return x * scale
+
+    eager = FastUNet(copy.deepcopy(unet), dtype=torch.float32, mode="eager", channels_last=True)
+    assert eager.graphed(fn)(torch.ones(2), scale=2.0).tolist() == [2.0, 2.0] and seen == [eager]
+    graphing = FastUNet(copy.deepcopy(unet), dtype=torch.float32, mode="cuda_graph", channels_last=True)
+    step = graphing.graphed(guided_ddim_step)
+    assert step.graphed is graphing.graphed(guided_ddim_step).graphed  # one set of graphs per function
+    assert graphing.graphed(fn)(torch.ones(2)).tolist() == [1.0, 1.0]  # CPU tensors: called directly
+    assert seen[-1] is not graphing and seen[-1].takes_input_copies  # the UNet without its graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_sampling_steps_replayed_as_graphs_equal_the_eager_steps(unet):
+    from amg_model.sampling.sample import sample_video
+    from amg_model.sampling.step import guided_ddim_step
+
+    g = torch.Generator().manual_seed(5)
+    avatar = torch.randn(1, 4, 6, 16, 16, generator=g).cuda()
+    cond, uncond = (torch.randn(1, 7, unet_context_dim(), generator=g).cuda() for _ in range(2))
+    results, x0s = {}, {}
+    for mode in ("eager", "cuda_graph"):
+        model = FastUNet(copy.deepcopy(unet).cuda(), dtype=torch.float32, mode=mode, channels_last=True)
+        x0s[mode] = []
+        results[mode] = sample_video(
+            model, avatar, cond, uncond, steps=4, seed=1, callback=lambda *a, m=mode: x0s[m].append(a[4])
+        )
+    torch.testing.assert_close(results["cuda_graph"], results["eager"], atol=1e-4, rtol=1e-4)
+    for a, b in zip(x0s["cuda_graph"], x0s["eager"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    graphs = model._function_graphs[guided_ddim_step]
+    assert len(graphs) == 1 and len(model._graphs) == 0  # the steps ran as graphs, not the UNet's own
+    model.release_graphs()
+    assert len(graphs) == 0

@@ -71,6 +71,15 @@ _INTERPRETED = textwrap.dedent(
         k, v = torch.randn(3, 13, 4 * 64).to(dtype).chunk(2, dim=-1)
         ref = sdpa_attention(q.float(), k.float(), v.float(), 2)
         worst[dtype] = max(worst[dtype], (sa.short_attention(q, k, v, 2).float() - ref).abs().max().item())
+    # few keys, many queries in blocks (the last one partial): the cross-attention to text tokens
+    for lq, lk in [(150, 13), (64, 77)]:
+        q = torch.randn(2, lq, 2 * 32).half()
+        k, v = torch.randn(2, lk, 4 * 32).half().chunk(2, dim=-1)
+        assert sa.few_keys_attention_applies(q, k, v, 2)
+        out = sa.few_keys_attention(q, k, v, 2)
+        ref = sdpa_attention(q.float(), k.float(), v.float(), 2)
+        assert out.shape == q.shape
+        worst[torch.float16] = max(worst[torch.float16], (out.float() - ref).abs().max().item())
     print(worst[torch.float32], worst[torch.float16])
     """
 )
@@ -103,3 +112,21 @@ def test_triton_kernel_on_cuda_matches_sdpa(dtype):
         if dtype != torch.float32:  # both round to half precision: twice the tolerance
             sdpa = sdpa_attention(q, k, v, heads)
             assert (out.float() - sdpa.float()).abs().max().item() < 2 * tol
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or short_attention.triton is None, reason="needs CUDA and Triton"
+)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_few_keys_kernel_on_cuda_matches_sdpa(dtype):
+    """Cross-attention shapes: a video's 16 frames of queries at each UNet level, 77 text keys."""
+    torch.manual_seed(1)
+    tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
+    for n, lq, c in [(2, 16 * 1024, 320), (2, 16 * 256, 640), (2, 16 * 64, 1280), (2, 16 * 16 + 5, 1280)]:
+        q = torch.randn(n, lq, c, device="cuda", dtype=dtype)
+        k, v = torch.randn(n, 77, 2 * c, device="cuda", dtype=dtype).chunk(2, dim=-1)
+        heads = c // 64
+        assert short_attention.few_keys_attention_applies(q, k, v, heads)
+        out = short_attention.few_keys_attention(q, k, v, heads)
+        assert out.shape == q.shape and out.dtype == dtype
+        assert (out.double() - _reference(q, k, v, heads)).abs().max().item() < tol

@@ -102,3 +102,39 @@ def test_unknown_schedule_and_bad_window_batch_are_refused():
         sample_video(FrameLocalToy(), avatar, cond, uncond, steps=1, window_schedule="loop")
     with pytest.raises(SamplingError):
         sample_video(FrameLocalToy(), avatar, cond, uncond, steps=1, window_batch=0)
+
+
+class _GraphingToy(FrameLocalToy):
+    """A toy that graphs whole functions as FastUNet does (here: calls them), counting the calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.graphed_calls = 0
+
+    def graphed(self, fn):
+        def call(*args, **options):
+            self.graphed_calls += 1
+            return fn(self, *args, **options)
+
+        return call
+
+
+@pytest.mark.parametrize(
+    ("frames", "eta", "graphed_steps"), [(16, 0.0, 5), (12, 0.0, 5), (40, 0.0, 0), (16, 0.5, 0)]
+)
+def test_one_window_deterministic_steps_run_as_one_graphed_function(frames, eta, graphed_steps):
+    """Each step of one window with eta 0 is one call of the UNet's ``graphed`` step (the tensors-only
+    guided DDIM step), with the result and the callback's values of the step-by-step path."""
+    avatar, cond, uncond = _inputs(frames, batch=2)
+    seen = {}
+    results = {}
+    for name, toy in (("plain", FrameLocalToy()), ("graphing", _GraphingToy())):
+        x0s = []
+        results[name] = sample_video(
+            toy, avatar, cond, uncond, steps=5, seed=3, eta=eta, callback=lambda *a, x0s=x0s: x0s.append(a[4])
+        )
+        seen[name] = (toy, x0s)
+    assert seen["graphing"][0].graphed_calls == graphed_steps
+    torch.testing.assert_close(results["graphing"], results["plain"], atol=1e-6, rtol=1e-5)
+    for a, b in zip(seen["graphing"][1], seen["plain"][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
