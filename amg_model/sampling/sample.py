@@ -96,7 +96,9 @@ def sample_video(
     batch ``2B`` (negative and prompt) on ``[x_t | avatar]`` and combines
     ``eps_u + guidance * (eps_c - eps_u)``. Clips longer than ``window`` frames are denoised window by
     window at every step (overlapping by ``overlap`` frames, eps blended with smooth weights), so memory
-    stays that of one window.
+    stays that of one window. With ``eta = 0`` and a UNet that graphs whole functions
+    (:meth:`~amg_model.model.fast.FastUNet.graphed`), each one-window step is one call of
+    :func:`~amg_model.sampling.step.guided_ddim_step` (one CUDA graph in mode "cuda_graph").
 
     Args:
         unet: ``(x [N, 8, F', h, w], t [N] long, context [N, 77, D]) -> eps [N, 4, F', h, w]``.
