@@ -31,7 +31,8 @@ Here activations stay ``[B*F, C, H, W]`` tensors in ``torch.channels_last`` memo
   (:func:`fuse_time_projections`);
 - attention goes through a replaceable function (``scaled_dot_product_attention`` by default),
   cross-attention keys and values are computed once per video instead of once per frame; on a GPU
-  every attention whose keys fit one tile (the temporal transformers' few frames, the 77 text tokens
+  (with the default attention function; the temporal attention with any) every attention whose keys
+  fit one tile (the temporal transformers' few frames, the 77 text tokens
   of the cross-attention, the self-attention at 8x8 and 4x4 latent pixels) uses a kernel for short
   key sequences instead (:func:`~amg_model.model.short_attention.few_keys_attention`);
 - under classifier-free guidance (``input_copies``) the layers before the first cross-attention
@@ -373,8 +374,6 @@ def _attention(
             k, v = cublaslt.linear(source, fused).chunk(2, dim=-1)
         else:
             k, v = attn.to_k(source), attn.to_v(source)
-    if few_keys_attention_applies(q, k, v, attn.heads):
-        attention = few_keys_attention  # the keys (text tokens, or a small frame's) fit one tile
     if context is not None and frames > 1:
         # every frame of a video attends to the same keys: one attention over all its frames'
         # queries instead of copying the keys and values per frame
@@ -478,6 +477,18 @@ def spatial_transformer(
     return out, None
 
 
+def few_keys_first(attention: Attention) -> Attention:
+    """``attention`` with every attention whose keys fit one tile (the 77 text tokens, a small
+    frame's pixels) sent to :func:`few_keys_attention` where its Triton kernel runs (CUDA)."""
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+        if few_keys_attention_applies(q, k, v, heads):
+            return few_keys_attention(q, k, v, heads)
+        return attention(q, k, v, heads)
+
+    return attend
+
+
 def temporal_attention(attention: Attention) -> Attention:
     """``attention`` with sequences of up to 64 tokens sent to :func:`short_attention` where its
     Triton kernel runs (CUDA); everywhere else (CPU, ``torch.compile``) ``attention`` itself runs."""
@@ -558,7 +569,10 @@ def unet_forward(
         sample: ``[B, C_in, F, h, w]``.
         timestep: ``[B]`` or a scalar.
         context: ``[B, M, D]`` text tokens.
-        attention: ``(q, k, v, heads) -> out`` on ``[N, L, C]`` token arrays.
+        attention: ``(q, k, v, heads) -> out`` on ``[N, L, C]`` token arrays. The default
+            (:func:`~amg_model.model.attention.sdpa_attention`) goes through :func:`few_keys_first`
+            (the short-key kernel for the cross-attention and the self-attention of small frames);
+            another function is used for every spatial and cross attention as given.
         temporal: the attention of the temporal transformers (over frames); None:
             ``temporal_attention(attention)`` (the short-sequence kernel where it runs).
         fused_norms: the transformer blocks' LayerNorms and the residual adds before them through
@@ -577,6 +591,8 @@ def unet_forward(
     if input_copies < 1 or b % input_copies:
         raise ValueError(f"input_copies={input_copies} does not divide the batch of {b} videos.")
     temporal = temporal or temporal_attention(attention)
+    if attention is sdpa_attention:  # the default; a caller's own function (ComfyUI's) is kept
+        attention = few_keys_first(attention)
     timestep = torch.as_tensor(timestep, device=sample.device)
     if timestep.ndim == 0:
         timestep = timestep[None]

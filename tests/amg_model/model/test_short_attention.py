@@ -130,3 +130,38 @@ def test_few_keys_kernel_on_cuda_matches_sdpa(dtype):
         out = short_attention.few_keys_attention(q, k, v, heads)
         assert out.shape == q.shape and out.dtype == dtype
         assert (out.double() - _reference(q, k, v, heads)).abs().max().item() < tol
+
+
+def test_the_short_key_kernel_replaces_only_the_default_spatial_attention(monkeypatch):
+    """With the library's default attention, the cross-attention (77 keys) and the self-attention of
+    small frames go to the short-key kernel; a caller's own attention function (ComfyUI's) gets every
+    spatial and cross attention."""
+    from amg_model.model.tiny import tiny_unet
+
+    torch.set_num_threads(1)
+    unet = tiny_unet(seed=1).unet.eval()
+    g = torch.Generator().manual_seed(0)
+    x, ctx = (
+        torch.randn(1, 8, 2, 16, 16, generator=g),
+        torch.randn(1, 7, unet.config.cross_attention_dim, generator=g),
+    )
+    t = torch.tensor([10])
+    kernel_calls, own_calls = [], []
+
+    def kernel(q, k, v, heads):
+        kernel_calls.append(k.shape[1])
+        return sdpa_attention(q, k, v, heads)
+
+    def own(q, k, v, heads):
+        own_calls.append(k.shape[1])
+        return sdpa_attention(q, k, v, heads)
+
+    monkeypatch.setattr(channels_last, "few_keys_attention_applies", lambda q, k, v, heads: k.shape[1] <= 64)
+    monkeypatch.setattr(channels_last, "few_keys_attention", kernel)
+    with torch.no_grad():
+        default = channels_last.unet_forward(unet, x, t, ctx)
+        assert 7 in kernel_calls and not own_calls
+        kernel_calls.clear()
+        given = channels_last.unet_forward(unet, x, t, ctx, attention=own)
+    assert not kernel_calls and 7 in own_calls
+    torch.testing.assert_close(given, default)
