@@ -59,13 +59,17 @@ def _forced(backend: SDPBackend) -> Callable:
     return attend
 
 
-def _variants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> list[tuple[str, Callable]]:
-    variants = [
+def _sdpa_variants() -> list[tuple[str, Callable]]:
+    return [
         ("sdpa_attention (default backend)", sdpa_attention),
         ("sdpa cuDNN", _forced(SDPBackend.CUDNN_ATTENTION)),
         ("sdpa flash", _forced(SDPBackend.FLASH_ATTENTION)),
         ("sdpa efficient", _forced(SDPBackend.EFFICIENT_ATTENTION)),
     ]
+
+
+def _variants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> list[tuple[str, Callable]]:
+    variants = _sdpa_variants()
     triton = short_attention_applies(q, k, v, heads)
     variants.append((f"short_attention ({'Triton' if triton else 'SDPA fallback'})", short_attention))
     if triton:  # other launch settings of the same kernel
@@ -76,12 +80,7 @@ def _variants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> 
 
 
 def _cross_variants(q, k, v, heads: int) -> list[tuple[str, Callable]]:
-    variants = [
-        ("sdpa_attention (default backend)", sdpa_attention),
-        ("sdpa cuDNN", _forced(SDPBackend.CUDNN_ATTENTION)),
-        ("sdpa flash", _forced(SDPBackend.FLASH_ATTENTION)),
-        ("sdpa efficient", _forced(SDPBackend.EFFICIENT_ATTENTION)),
-    ]
+    variants = _sdpa_variants()
     triton = few_keys_attention_applies(q, k, v, heads)
     variants.append((f"few_keys_attention ({'Triton' if triton else 'SDPA fallback'})", few_keys_attention))
     if triton:

@@ -185,10 +185,7 @@ class FastUNet:
                 fuse_time_projections(self.unet)
         self.attention = ATTENTION[attention]
         self.temporal_attention = None if short_attention else self.attention
-        self.dtype = torch.float16 if autocast else dtype
         self.mode = mode
-        self.autocast = autocast
-        self.channels_last = channels_last
         # a function of the module, not a method: the graphs and compiled code that keep it must not
         # keep this object (a reference cycle holds the weights until the garbage collector runs)
         self._eager = functools.partial(
@@ -203,6 +200,19 @@ class FastUNet:
             forward = torch.compile(self._eager, mode="reduce-overhead", dynamic=False)
         self._direct = _UNetCall(forward, self.unet.dtype, autocast, channels_last)
         self._function_graphs: dict[Callable, GraphedForward] = {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the UNet's inputs are cast to (float16 under autocast)."""
+        return self._direct.dtype
+
+    @property
+    def autocast(self) -> bool:
+        return self._direct.autocast
+
+    @property
+    def channels_last(self) -> bool:
+        return self._direct.channels_last
 
     def release_graphs(self) -> None:
         """Free the CUDA graphs of mode "cuda_graph" and their activation memory (before offloading)."""

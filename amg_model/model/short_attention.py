@@ -31,6 +31,8 @@ MAX_LENGTH = 64  # longest sequence (padded to a power of two) the kernel keeps 
 MAX_HEAD_DIM = 128
 MAX_KEYS = 128  # most keys (padded to a power of two) of :func:`few_keys_attention`
 FEW_KEYS_BLOCK_Q = 64
+_HALF_DTYPES = (torch.float16, torch.bfloat16)  # of few_keys_attention's kernel
+_SHORT_DTYPES = (*_HALF_DTYPES, torch.float32)  # of short_attention's
 
 if triton is not None:
 
@@ -75,14 +77,17 @@ if triton is not None:
 
 def short_attention_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> bool:
     """Whether :func:`short_attention` runs its Triton kernel for these inputs (else it runs SDPA)."""
-    d = q.shape[-1] // heads
+    return _kernel_applies(q, k, v, heads, max(q.shape[1], k.shape[1]) <= MAX_LENGTH, _SHORT_DTYPES)
+
+
+def _kernel_applies(q, k, v, heads: int, lengths_fit: bool, dtypes: tuple[torch.dtype, ...]) -> bool:
     return (
-        _use_triton(q, k, v)
+        lengths_fit
+        and _use_triton(q, k, v)
         and q.numel() > 0
-        and max(q.shape[1], k.shape[1]) <= MAX_LENGTH
-        and d <= MAX_HEAD_DIM
+        and q.shape[-1] // heads <= MAX_HEAD_DIM
         and q.dtype == k.dtype == v.dtype
-        and q.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and q.dtype in dtypes
     )
 
 
@@ -102,14 +107,7 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: in
 
 def few_keys_attention_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> bool:
     """Whether :func:`few_keys_attention` runs its Triton kernel for these inputs (else it runs SDPA)."""
-    return (
-        _use_triton(q, k, v)
-        and q.numel() > 0
-        and k.shape[1] <= MAX_KEYS
-        and q.shape[-1] // heads <= MAX_HEAD_DIM
-        and q.dtype == k.dtype == v.dtype
-        and q.dtype in (torch.float16, torch.bfloat16)
-    )
+    return _kernel_applies(q, k, v, heads, k.shape[1] <= MAX_KEYS, _HALF_DTYPES)
 
 
 def few_keys_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:

@@ -200,9 +200,9 @@ def sample_video(
 
     # a UNet that graphs whole functions (FastUNet) runs each one-window deterministic step as one
     # graph; the step's inputs are device tensors made here once
-    graphed_step = getattr(unet, "graphed", None) if eta == 0 else None
+    graphs_functions = getattr(unet, "graphed", None)
+    graphed_step = graphs_functions(guided_ddim_step) if graphs_functions is not None and eta == 0 else None
     if graphed_step is not None:
-        graphed_step = graphed_step(guided_ddim_step)
         coefficient_table = ddim_coefficient_table(alpha_pairs, device, dtype)
         timestep_table = torch.tensor(timesteps, dtype=torch.long).to(device)
         cond_in, uncond_in = (c.to(device=device, dtype=model_dtype) for c in (cond, uncond))
